@@ -1,0 +1,109 @@
+"""Darcy flow with an unknown log-permeability field.
+
+    −∇·(a(x, y) ∇u) = f,  f = 1,   (x, y) ∈ [0, 1]²,  u = 0 on ∂Ω,
+    a = exp(Σ_{k=1..4} θ_k φ_k(x, y)),  θ_k ~ U[−1, 1]  (ood: U[1, 1.5]),
+
+with φ_k low Fourier modes of amplitude 1/2 (:func:`basis`). Reference solution: second-order
+cell-centred finite volumes with a sparse direct solve.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .base import BoundaryData, Coefficient, PDEFamily
+
+N_MODES = 4
+DEFAULT_N = 128  # cells per side of the reference grid (grid-converged, see tests)
+
+
+def basis(x, y):
+    """The four modes φ_k(x, y) and their gradients, numpy or torch.
+
+    Returns:
+        ``(phi, phi_x, phi_y)``, each a list of 4 arrays shaped like ``x``.
+    """
+    lib = torch if isinstance(x, torch.Tensor) else np
+    p = np.pi
+    cx, sx, cy, sy = lib.cos(p * x), lib.sin(p * x), lib.cos(p * y), lib.sin(p * y)
+    phi = [0.5 * cx, 0.5 * cy, 0.5 * cx * cy, 0.5 * sx * sy]
+    phi_x = [-0.5 * p * sx, 0 * x, -0.5 * p * sx * cy, 0.5 * p * cx * sy]
+    phi_y = [0 * y, -0.5 * p * sy, -0.5 * p * cx * sy, 0.5 * p * sx * cy]
+    return phi, phi_x, phi_y
+
+
+def log_permeability(theta, x, y):
+    """log a(x, y) = Σ θ_k φ_k and its gradient; numpy or torch (θ indexable)."""
+    phi, phi_x, phi_y = basis(x, y)
+    la = sum(theta[k] * phi[k] for k in range(N_MODES))
+    la_x = sum(theta[k] * phi_x[k] for k in range(N_MODES))
+    la_y = sum(theta[k] * phi_y[k] for k in range(N_MODES))
+    return la, la_x, la_y
+
+
+def reference_solution(theta: np.ndarray, n: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """u at the cell centres of an n × n finite-volume grid.
+
+    Args:
+        theta: the 4 field coefficients.
+        n: cells per side; 0 chooses the converged default.
+
+    Returns:
+        ``(centres, u)``: 1-D cell-centre coordinates (same in x and y) and float64 u of
+        shape ``(n, n)`` indexed ``[y, x]``.
+    """
+    raise NotImplementedError  # filled in by the reference-solver work
+
+
+class Darcy(PDEFamily):
+    name = "darcy"
+    title = "Darcy"
+    inputs = ("x", "y")
+    bounds = ((0.0, 1.0), (0.0, 1.0))
+    grid_dims = ("y", "x")
+    derivatives = ("u_x", "u_y", "u_xx", "u_yy")
+    coefficients = tuple(
+        Coefficient(f"theta{k + 1}", -1.0, 1.0, 1.0, 1.5, log=False,
+                    long_name=f"log-permeability mode {k + 1}")
+        for k in range(N_MODES)
+    )
+    error_names = ("a",)
+    field = True
+
+    def __init__(self, n: int = 0):
+        self.n = n or DEFAULT_N
+
+    def sample_boundary(self, rng, n):
+        side = n // 4
+        s = rng.uniform(0.0, 1.0, (4, side))
+        zeros, ones = np.zeros(side), np.ones(side)
+        points = np.concatenate([
+            np.stack([s[0], zeros], 1), np.stack([s[1], ones], 1),
+            np.stack([zeros, s[2]], 1), np.stack([ones, s[3]], 1),
+        ])
+        empty = np.zeros((0, 2))
+        return BoundaryData(points, np.zeros(len(points)), empty, empty)
+
+    def residual(self, d, theta, points):
+        x, y = points[:, 0], points[:, 1]
+        la, la_x, la_y = log_permeability(theta, x, y)
+        a = torch.exp(la)
+        # −∇·(a∇u) − f with ∇a = a ∇log a
+        return -a * (d["u_xx"] + d["u_yy"] + la_x * d["u_x"] + la_y * d["u_y"]) - 1.0
+
+    def grid(self):
+        centres = (np.arange(self.n) + 0.5) / self.n
+        return {"y": centres, "x": centres}
+
+    def reference(self, theta):
+        return reference_solution(np.asarray(theta, dtype=float), self.n)[1]
+
+    def field_ref(self, theta):
+        g = self.grid()
+        yy, xx = np.meshgrid(g["y"], g["x"], indexing="ij")
+        return np.exp(log_permeability(np.asarray(theta, dtype=float), xx, yy)[0])
+
+    def coef_errors(self, theta_hat, theta):
+        a_hat, a = self.field_ref(theta_hat), self.field_ref(theta)
+        return np.array([np.linalg.norm(a_hat - a) / np.linalg.norm(a)])
