@@ -1,0 +1,17 @@
+# metapinn pipeline: a table of contents. Each rule calls one library function through the
+# `metapinn` CLI; the experiment (config/experiment/<name>.yaml) decides families, methods
+# and seeds. `snakemake --cores all` runs `quick`; `--config experiment=tiny` the test size.
+
+configfile: "workflow/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/tasks.smk"
+include: "workflow/rules/adapt.smk"
+include: "workflow/rules/figures.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

@@ -1,0 +1,289 @@
+"""The ONE inner loop of metapinn: adapt a parameter dict to one task.
+
+Used by evaluation (solve a held-out task from some initialisation, logging errors) and by
+meta-training (a few differentiable steps inside the outer loop). Optimisers are pure
+functions over parameter dicts (:class:`Optimizer`), so the same loop runs with or without
+a graph through the updates (``differentiable=True`` gives MAML's second-order path).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import xarray as xr
+
+from .nets import Params, mlp
+from .pdes import PDEFamily
+from .tasks import Task
+
+log = logging.getLogger("metapinn")
+
+LossFn = Callable[[Params], dict[str, torch.Tensor]]
+
+
+# ----- functional optimisers -------------------------------------------------------------
+@dataclass(frozen=True)
+class Optimizer:
+    """A first-order optimiser as pure functions: ``init(params)`` and
+    ``update(params, grads, state, lr) -> (params, state)`` over lists of tensors."""
+
+    name: str
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+
+    def init(self, params: list[torch.Tensor]):
+        if self.name == "sgd":
+            return ()
+        zeros = [torch.zeros_like(p) for p in params]
+        return (0, zeros, [z.clone() for z in zeros])
+
+    def update(self, params, grads, state, lr: float):
+        if self.name == "sgd":
+            return torch._foreach_add(params, grads, alpha=-lr), state
+        t, m, v = state
+        b1, b2 = self.betas
+        t += 1
+        m = torch._foreach_add(torch._foreach_mul(m, b1), grads, alpha=1 - b1)
+        v = torch._foreach_addcmul(torch._foreach_mul(v, b2), grads, grads, value=1 - b2)
+        denom = torch._foreach_add(torch._foreach_div(torch._foreach_sqrt(v),
+                                                      math.sqrt(1 - b2 ** t)), self.eps)
+        params = torch._foreach_addcdiv(params, m, denom, value=-lr / (1 - b1 ** t))
+        return params, (t, m, v)
+
+
+OPTIMIZERS = ("adam", "sgd")
+
+
+@dataclass(frozen=True)
+class AdaptSettings:
+    """The inner optimiser and its schedule (identical for every method in evaluation).
+
+    Args:
+        steps: first-order optimiser steps.
+        lr: learning rate at step 0.
+        lr_decay: factor the learning rate has decayed by at the last step (exponential
+            schedule; 1 keeps it constant).
+        optimizer: ``adam`` or ``sgd``.
+        lbfgs_steps: L-BFGS iterations after the first-order steps (evaluation only).
+        log_every: evaluation interval in steps (the last step is always logged).
+    """
+
+    steps: int = 2000
+    lr: float = 1e-3
+    lr_decay: float = 1.0
+    optimizer: str = "adam"
+    lbfgs_steps: int = 0
+    log_every: int = 100
+
+    def __post_init__(self):
+        if self.steps < 0 or self.lbfgs_steps < 0:
+            raise ValueError(f"adapt.steps and adapt.lbfgs_steps must be ≥ 0, "
+                             f"got {self.steps}, {self.lbfgs_steps}")
+        if self.lr <= 0 or not 0 < self.lr_decay <= 1:
+            raise ValueError(f"need adapt.lr > 0 and 0 < adapt.lr_decay ≤ 1, "
+                             f"got {self.lr}, {self.lr_decay}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown adapt.optimizer {self.optimizer!r}; valid choices: "
+                             f"{', '.join(OPTIMIZERS)}")
+        if self.log_every < 1:
+            raise ValueError(f"adapt.log_every must be ≥ 1, got {self.log_every}")
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps + self.lbfgs_steps
+
+    def lr_at(self, step: int) -> float:
+        return self.lr * self.lr_decay ** (step / max(self.steps, 1))
+
+
+# ----- evaluation against the reference -------------------------------------------------
+class Evaluator:
+    """u_rel_l2 on the reference grid and the coefficient errors of a parameter dict."""
+
+    def __init__(self, pde: PDEFamily, task: Task, dtype=torch.float32, device="cpu"):
+        self.pde, self.task = pde, task
+        self.points = torch.as_tensor(pde.grid_points(), dtype=dtype, device=device)
+        self.u_ref = task.u_ref.ravel()
+        self.u_norm = float(np.linalg.norm(self.u_ref))
+
+    @torch.no_grad()
+    def __call__(self, params: Params) -> dict[str, np.ndarray | float]:
+        u = mlp(params, self.points, self.pde.bounds).double().cpu().numpy()
+        theta = self.pde.from_param(params["coef"].detach().double().cpu().numpy())
+        return {
+            "u_rel_l2": float(np.linalg.norm(u - self.u_ref) / self.u_norm),
+            "coef": theta,
+            "coef_rel_err": self.pde.coef_errors(theta, self.task.coefficients),
+        }
+
+
+@dataclass
+class AdaptResult:
+    """Final parameters, the log (one record per logged step) and adaptation time."""
+
+    params: Params
+    records: list[dict] = field(default_factory=list)
+    wall_time: float = 0.0
+
+
+# ----- the inner loop -------------------------------------------------------------------
+def adapt(params: Params, loss_fn: LossFn, settings: AdaptSettings, *,
+          evaluate: Callable[[Params], dict] | None = None, differentiable: bool = False,
+          progress: bool | None = None, label: str = "") -> AdaptResult:
+    """Run the inner optimiser on one task from ``params``.
+
+    Args:
+        params: initial parameter dict (network + ``"coef"``); not modified.
+        loss_fn: params → dict of loss parts with ``"total"`` (e.g. :func:`loss.loss_parts`).
+        settings: optimiser, steps, schedule, logging interval.
+        evaluate: params → errors against the reference, called every ``log_every`` steps
+            (its time is excluded from ``wall_time``). ``None`` logs losses only.
+        differentiable: keep the graph through every update (MAML); the returned params
+            are then functions of the input params. L-BFGS is refused in this mode.
+        progress: tqdm bar (default: when stderr is a terminal) or plain log lines.
+        label: prefix of progress output.
+
+    Returns:
+        :class:`AdaptResult`; ``records`` hold ``step``, ``wall_time``, the loss parts and
+        the entries of ``evaluate``.
+    """
+    if differentiable and settings.lbfgs_steps:
+        raise ValueError("L-BFGS steps cannot be differentiated through; set lbfgs_steps=0")
+    names = list(params)
+
+    def as_dict(tensors):
+        return dict(zip(names, tensors, strict=True))
+
+    cur = [params[k] if differentiable else params[k].detach().clone() for k in names]
+    opt = Optimizer(settings.optimizer)
+    state = opt.init(cur)
+    total = settings.total_steps
+    result = AdaptResult(params={})
+    ticker = _Ticker(total, progress, label)
+
+    def record(step, parts, tensors):
+        rec = {"step": step, "wall_time": result.wall_time}
+        rec.update({("loss" if k == "total" else f"loss_{k}"): float(v) for k, v in parts.items()})
+        if evaluate is not None:
+            rec.update(evaluate(as_dict(tensors)))
+        result.records.append(rec)
+        ticker.note(step, rec["loss"])
+
+    def logged(step):
+        return step % settings.log_every == 0 or step == total
+
+    # first-order phase: functional updates (differentiable when asked)
+    for step in range(settings.steps):
+        t0 = time.perf_counter()
+        if not differentiable:
+            cur = [p.requires_grad_(True) for p in cur]
+        parts = loss_fn(as_dict(cur))
+        grads = torch.autograd.grad(parts["total"], cur, create_graph=differentiable)
+        prev = cur
+        if differentiable:
+            cur, state = opt.update(cur, list(grads), state, settings.lr_at(step))
+        else:
+            with torch.no_grad():
+                cur, state = opt.update([p.detach() for p in cur], list(grads), state,
+                                        settings.lr_at(step))
+        result.wall_time += time.perf_counter() - t0
+        if logged(step):
+            record(step, {k: v.detach() for k, v in parts.items()}, prev)
+        ticker.tick()
+
+    # optional L-BFGS phase (evaluation only)
+    if settings.lbfgs_steps:
+        cur = [p.detach().clone().requires_grad_(True) for p in cur]
+        lbfgs = torch.optim.LBFGS(cur, lr=1.0, max_iter=1, history_size=50,
+                                  line_search_fn="strong_wolfe")
+
+        def closure():
+            lbfgs.zero_grad(set_to_none=True)
+            loss = loss_fn(as_dict(cur))["total"]
+            loss.backward()
+            return loss
+
+        for step in range(settings.steps, total):
+            if logged(step):
+                with torch.no_grad():
+                    record(step, loss_fn(as_dict(cur)), cur)
+            t0 = time.perf_counter()
+            lbfgs.step(closure)
+            result.wall_time += time.perf_counter() - t0
+            ticker.tick()
+
+    if not differentiable:
+        cur = [p.detach() for p in cur]
+    with torch.set_grad_enabled(differentiable):
+        final = loss_fn(as_dict(cur))
+    record(total, {k: v.detach() for k, v in final.items()}, cur)
+    ticker.close()
+    result.params = as_dict(cur)
+    return result
+
+
+class _Ticker:
+    """A tqdm bar in interactive runs, otherwise about ten plain log lines per run."""
+
+    def __init__(self, total: int, progress: bool | None, label: str):
+        if progress is None:
+            progress = sys.stderr.isatty() and bool(label)
+        self.total, self.label, self.next_line = total, label, 0
+        self.bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc=label or "adapt", leave=False)
+
+    def tick(self):
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def note(self, step: int, loss: float):
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{loss:.3e}", refresh=False)
+        elif self.label and step >= self.next_line:
+            log.info("%s step %d/%d loss %.3e", self.label, step, self.total, loss)
+            self.next_line = step + max(self.total // 10, 1)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def history_dataset(result: AdaptResult, pde: PDEFamily) -> xr.Dataset:
+    """The log of :func:`adapt` as a Dataset with dims ``step`` (and ``coef``/``coef_err``)."""
+    recs = result.records
+    steps = np.array([r["step"] for r in recs])
+    data = {
+        "loss": ("step", [r["loss"] for r in recs], "total task loss"),
+        "loss_residual": ("step", [r["loss_residual"] for r in recs], "PDE residual loss"),
+        "loss_boundary": ("step", [r["loss_boundary"] for r in recs],
+                          "boundary/initial condition loss"),
+        "loss_data": ("step", [r["loss_data"] for r in recs], "observation misfit loss"),
+        "wall_time": ("step", [r["wall_time"] for r in recs], "adaptation time"),
+    }
+    ds = xr.Dataset(
+        {k: (dim, np.asarray(v, dtype=float), {"long_name": ln, "units": "s" if k == "wall_time"
+                                                else "1"})
+         for k, (dim, v, ln) in data.items()},
+        coords={"step": ("step", steps, {"long_name": "optimiser step"})},
+    )
+    if recs and "u_rel_l2" in recs[0]:
+        ds["u_rel_l2"] = ("step", np.array([r["u_rel_l2"] for r in recs]),
+                          {"long_name": "relative L2 error of u on the reference grid",
+                           "units": "1"})
+        ds["coef"] = (("step", "coef"), np.stack([r["coef"] for r in recs]),
+                      {"long_name": "estimated coefficients", "units": "1"})
+        ds["coef_rel_err"] = (("step", "coef_err"), np.stack([r["coef_rel_err"] for r in recs]),
+                              {"long_name": "relative coefficient error", "units": "1"})
+        ds = ds.assign_coords(coef=("coef", np.array(pde.coef_names, dtype=object)),
+                              coef_err=("coef_err", np.array(pde.error_names, dtype=object)))
+    return ds

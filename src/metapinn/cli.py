@@ -1,0 +1,168 @@
+"""``metapinn <command> [hydra overrides]``: the command-line interface.
+
+Commands taking Hydra overrides (``key=value``, see ``config/``):
+
+    metapinn generate-tasks pde=burgers [out=PATH]      the family's task dataset (NetCDF)
+    metapinn solve pde=burgers task=3 [coefficients={nu:0.02}] [out=PATH]
+    metapinn adapt-tasks pde=cdr method=scratch tasks_file=PATH out=PATH
+
+and plain commands:
+
+    metapinn plot-convergence --pdf F.pdf --png F.png ADAPT.nc [ADAPT.nc ...]
+    metapinn config [overrides]                         print the resolved configuration
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from . import __version__
+from .config import ConfigError, RunConfig, compose, run_config
+
+log = logging.getLogger("metapinn")
+
+HYDRA_COMMANDS = ("generate-tasks", "solve", "adapt-tasks", "config")
+
+
+def _setup(rc: RunConfig) -> None:
+    if rc.threads > 0:
+        torch.set_num_threads(rc.threads)
+
+
+def _experiment_dir(cfg: DictConfig) -> Path:
+    return Path(cfg.results_dir) / str(cfg.experiment.name)
+
+
+def cmd_generate_tasks(cfg: DictConfig, rc: RunConfig) -> None:
+    from .ncio import write_netcdf
+    from .tasks import generate_tasks, tasks_to_dataset
+
+    out = Path(cfg.out) if cfg.out else _experiment_dir(cfg) / "tasks" / f"{rc.pde.name}.nc"
+    log.info("generating %d %s tasks → %s", rc.tasks.n_tasks, rc.pde.name, out)
+    tasks = generate_tasks(rc.pde, rc.tasks)
+    ds = tasks_to_dataset(rc.pde, tasks, rc.tasks)
+    write_netcdf(ds, out, title=f"{rc.pde.name} inverse-problem tasks", config=rc.yaml,
+                 history="metapinn generate-tasks")
+    print(f"wrote {out}")
+
+
+def cmd_solve(cfg: DictConfig, rc: RunConfig) -> None:
+    from .evaluate import initial_params, solve_task, task_history
+    from .ncio import read_netcdf, write_netcdf
+    from .tasks import make_task, task_from_dataset
+
+    if cfg.tasks_file:
+        if cfg.coefficients is not None:
+            raise ConfigError("give either tasks_file= or coefficients=, not both")
+        task = task_from_dataset(read_netcdf(cfg.tasks_file), int(cfg.task))
+    else:
+        coefs = None
+        if cfg.coefficients is not None:
+            given = OmegaConf.to_container(cfg.coefficients)
+            if not isinstance(given, dict) or set(given) != set(rc.pde.coef_names):
+                raise ConfigError(f"coefficients must set exactly {list(rc.pde.coef_names)}, "
+                                  f"e.g. coefficients={{{rc.pde.coef_names[0]}:0.5,...}}")
+            coefs = np.array([float(given[n]) for n in rc.pde.coef_names])
+        if not 0 <= int(cfg.task) < rc.tasks.n_tasks:
+            raise ConfigError(f"task={cfg.task} outside 0..{rc.tasks.n_tasks - 1}")
+        task = make_task(rc.pde, int(cfg.task), rc.tasks, coefs)
+    method = "scratch" if cfg.init is None else "init"
+    params0 = initial_params(rc, method, rc.seed, cfg.init)
+    result = solve_task(rc, task, params0, label=f"{rc.pde.name} task {task.index}")
+    last = result.records[-1]
+    print(f"{rc.pde.name} task {task.index} ({task.split}) after {last['step']} steps, "
+          f"{result.wall_time:.1f} s adaptation time:")
+    print(f"  u_rel_l2 = {last['u_rel_l2']:.3e}   loss = {last['loss']:.3e}")
+    for name, true, est in zip(rc.pde.coef_names, task.coefficients, last["coef"], strict=True):
+        print(f"  {name:>8s}: identified {est:.6g}   true {true:.6g}   "
+              f"rel. err {abs(est - true) / abs(true):.2e}")
+    if rc.pde.field:
+        print(f"  field a: relative L2 error {last['coef_rel_err'][0]:.3e}")
+    if cfg.out:
+        ds = task_history(rc, task, result)
+        write_netcdf(ds, cfg.out, title=f"solve of one {rc.pde.name} task", config=rc.yaml,
+                     history="metapinn solve")
+        print(f"wrote {cfg.out}")
+
+
+def cmd_adapt_tasks(cfg: DictConfig, rc: RunConfig) -> None:
+    from .evaluate import solve_tasks
+
+    method = str(cfg.method)
+    exp = _experiment_dir(cfg)
+    tasks_file = cfg.tasks_file or exp / "tasks" / f"{rc.pde.name}.nc"
+    out = cfg.out or exp / "adapt" / rc.pde.name / method / f"seed{rc.seed}.nc"
+    splits = tuple(cfg.experiment.splits)
+    solve_tasks(rc, tasks_file, method, out, init=cfg.init, splits=splits)
+    print(f"wrote {out}")
+
+
+def cmd_config(cfg: DictConfig, rc: RunConfig) -> None:
+    print(rc.yaml, end="")
+
+
+def _plain_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="metapinn plot-convergence")
+    p.add_argument("--pdf", required=True)
+    p.add_argument("--png", required=True)
+    p.add_argument("inputs", nargs="+")
+    return p
+
+
+USAGE = f"""metapinn {__version__}: meta-learned PINN initialisations for inverse PDE problems
+
+usage: metapinn <command> [key=value ...]
+
+commands (Hydra overrides, see config/):
+  generate-tasks   draw a family's tasks and write tasks/<pde>.nc
+  solve            solve one task (from scratch or init=PATH), print identified coefficients
+  adapt-tasks      solve every held-out task of a dataset, write adapt/<pde>/<method>/seed<s>.nc
+  config           print the resolved configuration
+plain commands:
+  plot-convergence --pdf F --png F ADAPT.nc ...   convergence figure of one family
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
+    if argv[0] in ("-V", "--version"):
+        print(__version__)
+        return 0
+    command, rest = argv[0], argv[1:]
+    try:
+        if command in HYDRA_COMMANDS:
+            cfg = compose(rest)
+            rc = run_config(cfg)
+            _setup(rc)
+            {"generate-tasks": cmd_generate_tasks, "solve": cmd_solve,
+             "adapt-tasks": cmd_adapt_tasks, "config": cmd_config}[command](cfg, rc)
+        elif command == "plot-convergence":
+            from .plots import convergence_figure
+
+            a = _plain_parser().parse_args(rest)
+            convergence_figure(a.inputs, a.pdf, a.png)
+            print(f"wrote {a.pdf} and {a.png}")
+        else:
+            valid = ", ".join((*HYDRA_COMMANDS, "plot-convergence"))
+            print(f"error: unknown command {command!r}; valid commands: {valid}",
+                  file=sys.stderr)
+            return 2
+    except (ConfigError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""Adaptation runs: solve held-out tasks from a method's initialisation (DESIGN §4.4).
+
+Every method's initialisation is adapted with the same :class:`AdaptSettings`; the log of
+each task (loss parts, ``u_rel_l2``, ``coef_rel_err``, ``wall_time`` every ``log_every``
+steps) is gathered into ``results/<exp>/adapt/<pde>/<method>/seed<s>.nc``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+
+from .adapt import AdaptResult, Evaluator, adapt, history_dataset
+from .config import RunConfig
+from .loss import loss_parts
+from .ncio import read_netcdf, write_netcdf
+from .nets import Params, init_mlp
+from .tasks import Task, task_from_dataset, task_tensors
+
+log = logging.getLogger("metapinn")
+
+TORCH_SEED_OFFSET = 7919  # separates the network-init stream from numpy's task streams
+
+
+def scratch_params(rc: RunConfig, seed: int) -> Params:
+    """Glorot network from ``seed`` and the prior-centre coefficient guess (DESIGN §4.2)."""
+    gen = torch.Generator().manual_seed(TORCH_SEED_OFFSET + seed)
+    params = init_mlp(rc.widths, gen, rc.dtype, rc.device)
+    params["coef"] = torch.as_tensor(rc.pde.to_param(rc.pde.prior_centre()), dtype=rc.dtype,
+                                     device=rc.device)
+    return params
+
+
+def initial_params(rc: RunConfig, method: str, seed: int, init: str | None = None) -> Params:
+    """The initialisation of ``method``: scratch, or the ``init.pt`` file given."""
+    if init is None:
+        if method != "scratch":
+            raise ValueError(f"method {method!r} needs an init= file (only scratch has none)")
+        return scratch_params(rc, seed)
+    return load_init(init, rc)
+
+
+def load_init(path: str | Path, rc: RunConfig) -> Params:
+    """Load an ``init.pt`` written by meta-training, checking it fits this run."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no initialisation file {path}")
+    blob = torch.load(path, map_location=rc.device, weights_only=True)
+    if blob.get("pde") != rc.pde.name:
+        raise ValueError(f"{path} was trained for pde {blob.get('pde')!r}, not {rc.pde.name!r}")
+    params = {k: v.to(rc.dtype) for k, v in blob["params"].items()}
+    expected = scratch_params(rc, 0)
+    if {k: tuple(v.shape) for k, v in params.items()} != {k: tuple(v.shape)
+                                                          for k, v in expected.items()}:
+        raise ValueError(f"{path}: network shapes do not match model.hidden={list(rc.hidden)}")
+    return params
+
+
+def solve_task(rc: RunConfig, task: Task, params0: Params, label: str = "") -> AdaptResult:
+    """Adapt ``params0`` to one task with the configured inner loop, logging errors."""
+    data = task_tensors(rc.pde, task, rc.n_collocation, rc.n_boundary, rc.seed, rc.dtype,
+                        rc.device)
+    return adapt(params0, lambda p: loss_parts(p, data, rc.pde, rc.weights), rc.adapt,
+                 evaluate=Evaluator(rc.pde, task, rc.dtype, rc.device), label=label)
+
+
+def task_history(rc: RunConfig, task: Task, result: AdaptResult) -> xr.Dataset:
+    """The log of one solve as a Dataset with the task's identity as coordinates."""
+    ds = history_dataset(result, rc.pde)
+    ds = ds.expand_dims(task=[task.index])
+    ds["true_coef"] = (("task", "coef"), task.coefficients[None],
+                       {"long_name": "true coefficients", "units": "1"})
+    ds = ds.assign_coords(split=("task", np.array([task.split], dtype=object)))
+    return ds
+
+
+def solve_tasks(rc: RunConfig, tasks_file: str | Path, method: str, out: str | Path,
+                init: str | None = None, splits: tuple[str, ...] = ("test",)) -> Path:
+    """Solve every task of ``splits`` in ``tasks_file`` from ``method``'s initialisation.
+
+    Writes one NetCDF with dims ``(task, step, coef, coef_err)``.
+    """
+    ds = read_netcdf(tasks_file)
+    if str(ds.attrs.get("pde")) != rc.pde.name:
+        raise ValueError(f"{tasks_file} holds {ds.attrs.get('pde')!r} tasks, "
+                         f"not {rc.pde.name!r}")
+    indices = [int(i) for i, s in zip(ds.task.values, ds.split.values, strict=True)
+               if str(s) in splits]
+    if not indices:
+        raise ValueError(f"{tasks_file} has no tasks in splits {list(splits)}")
+    params0 = initial_params(rc, method, rc.seed, init)
+    runs = []
+    for n, i in enumerate(indices):
+        task = task_from_dataset(ds, i)
+        label = f"{rc.pde.name}/{method}/seed{rc.seed} task {i} ({n + 1}/{len(indices)})"
+        result = solve_task(rc, task, params0, label=label)
+        last = result.records[-1]
+        log.info("%s: u_rel_l2 %.3e, coef_rel_err %s, %.1f s", label, last["u_rel_l2"],
+                 np.array2string(last["coef_rel_err"], precision=3), result.wall_time)
+        runs.append(task_history(rc, task, result))
+    out_ds = xr.concat(runs, dim="task")
+    out_ds.attrs.update({"pde": rc.pde.name, "method": method, "seed": rc.seed,
+                         "threshold_u_rel_l2": rc.threshold_u,
+                         "threshold_coef_rel_err": rc.threshold_coef})
+    return write_netcdf(out_ds, out, title=f"adaptation of {rc.pde.name} tasks from {method}",
+                        config=rc.yaml, history=f"metapinn adapt-tasks method={method}")

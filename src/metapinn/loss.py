@@ -1,0 +1,73 @@
+"""The loss of one inverse-problem task, a pure function of the parameter dict (DESIGN §4.2).
+
+    L_τ(w, θ) = λ_r mean_r(R[u_w; θ]²) + λ_b mean_b((B u_w − g)²) + λ_d mean_d((u_w − u_obs)²)
+
+The parameter dict holds the network (``w0, b0, …``) and the unknown coefficients under
+``"coef"`` (log θ for positive coefficients, raw θ for field modes). The task's data is a
+dict of tensors (:func:`metapinn.tasks.task_tensors`), so the loss works under
+``torch.func.grad`` and ``torch.func.vmap`` over tasks with equal point counts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .nets import Params, mlp, mlp_derivatives
+from .pdes import PDEFamily
+
+TaskData = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """λ_r, λ_b, λ_d of the task loss."""
+
+    residual: float = 1.0
+    boundary: float = 1.0
+    data: float = 1.0
+
+    def __post_init__(self):
+        for name in ("residual", "boundary", "data"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"loss weight {name} must be ≥ 0, got {getattr(self, name)}")
+
+
+def loss_parts(params: Params, data: TaskData, pde: PDEFamily,
+               weights: LossWeights) -> dict[str, torch.Tensor]:
+    """The three loss terms (unweighted) and their weighted sum ``"total"``.
+
+    Args:
+        params: network parameters plus ``"coef"``.
+        data: ``colloc (Nr, 2)``, ``bc_points (Nb, 2)``, ``bc_values (Nb,)``,
+            ``pair_a``/``pair_b (Np, 2)``, ``obs_points (No, 2)``, ``obs_values (No,)``.
+        pde: the family (residual, bounds, inputs).
+        weights: λ_r, λ_b, λ_d.
+    """
+    theta = pde.from_param(params["coef"])
+    colloc = data["colloc"]
+    d = mlp_derivatives(params, colloc, pde.bounds, pde.inputs, pde.derivatives)
+    r = pde.residual(d, theta, colloc)
+
+    # one plain forward pass for every point that needs only u
+    nb, npair = data["bc_points"].shape[0], data["pair_a"].shape[0]
+    pts = torch.cat([data["bc_points"], data["pair_a"], data["pair_b"], data["obs_points"]])
+    u = mlp(params, pts, pde.bounds)
+    b_err = torch.cat([u[:nb] - data["bc_values"], u[nb:nb + npair] - u[nb + npair:nb + 2 * npair]])
+    d_err = u[nb + 2 * npair:] - data["obs_values"]
+
+    parts = {
+        "residual": (r * r).mean(),
+        "boundary": (b_err * b_err).mean(),
+        "data": (d_err * d_err).mean(),
+    }
+    parts["total"] = (weights.residual * parts["residual"] + weights.boundary * parts["boundary"]
+                      + weights.data * parts["data"])
+    return parts
+
+
+def task_loss(params: Params, data: TaskData, pde: PDEFamily,
+              weights: LossWeights) -> torch.Tensor:
+    """The scalar task loss L_τ (see :func:`loss_parts`)."""
+    return loss_parts(params, data, pde, weights)["total"]
