@@ -2,7 +2,9 @@
 # `metapinn` CLI; the experiment (config/experiment/<name>.yaml) decides families, methods
 # and seeds. `snakemake --cores all` runs `quick`; `--config experiment=tiny` the test size.
 
-configfile: "workflow/config.yaml"
+import os
+
+configfile: os.path.join(workflow.basedir, "workflow", "config.yaml")
 
 
 include: "workflow/rules/common.smk"

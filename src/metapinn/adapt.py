@@ -161,7 +161,11 @@ def adapt(params: Params, loss_fn: LossFn, settings: AdaptSettings, *,
     def as_dict(tensors):
         return dict(zip(names, tensors, strict=True))
 
-    cur = [params[k] if differentiable else params[k].detach().clone() for k in names]
+    if differentiable:  # keep the graph to the caller's tensors; leaves that need none get one
+        cur = [params[k] if params[k].requires_grad else params[k].detach().requires_grad_(True)
+               for k in names]
+    else:
+        cur = [params[k].detach().clone() for k in names]
     opt = Optimizer(settings.optimizer)
     state = opt.init(cur)
     total = settings.total_steps
@@ -280,7 +284,7 @@ def history_dataset(result: AdaptResult, pde: PDEFamily) -> xr.Dataset:
         ds["u_rel_l2"] = ("step", np.array([r["u_rel_l2"] for r in recs]),
                           {"long_name": "relative L2 error of u on the reference grid",
                            "units": "1"})
-        ds["coef"] = (("step", "coef"), np.stack([r["coef"] for r in recs]),
+        ds["coef_estimate"] = (("step", "coef"), np.stack([r["coef"] for r in recs]),
                       {"long_name": "estimated coefficients", "units": "1"})
         ds["coef_rel_err"] = (("step", "coef_err"), np.stack([r["coef_rel_err"] for r in recs]),
                               {"long_name": "relative coefficient error", "units": "1"})

@@ -1,0 +1,60 @@
+"""The Hydra CLI: clear errors before any work, and the commands' outputs."""
+
+import pytest
+
+from metapinn.cli import main
+from metapinn.ncio import read_netcdf
+
+TINY = ["experiment=tiny", "pde.n_collocation=128", "pde.n_boundary=32", "pde.n_obs=64"]
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["solve", "pde=heat"], "unknown pde 'heat'; valid choices: burgers, cdr, darcy"),
+    (["solve", "adapt.steps=-3"], "adapt.steps"),
+    (["solve", "foo=1"], "unknown setting 'foo'; valid keys: adapt,"),
+    (["solve", "adapt.stepz=1"], "valid keys under 'adapt': lbfgs_steps"),
+    (["solve", "dtype=float16"], "unknown dtype 'float16'"),
+    (["solve", "model.hidden=[]"], "model.hidden"),
+    (["solve", "seed=-1"], "seed must be ≥ 0"),
+    (["solve", "experiment=big"], "unknown experiment 'big'; valid choices:"),
+    (["solve", "coefficients={nu:0.02,rho:1}"], "coefficients must set exactly ['nu']"),
+    (["frobnicate"], "unknown command 'frobnicate'"),
+    (["solve", "task"], "not of the form key=value"),
+])
+def test_bad_input_names_the_problem(capsys, args, needle):
+    assert main(args) == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_generate_and_solve_from_file(tmp_path, capsys):
+    out = tmp_path / "tasks.nc"
+    assert main(["generate-tasks", "pde=burgers", *TINY, f"out={out}"]) == 0
+    ds = read_netcdf(out)
+    assert ds.sizes["task"] == 6 and ds.attrs["pde"] == "burgers"
+    assert "experiment:" in ds.attrs["config"]
+    hist = tmp_path / "solve.nc"
+    assert main(["solve", "pde=burgers", *TINY, f"tasks_file={out}", "task=3",
+                 f"out={hist}"]) == 0
+    text = capsys.readouterr().out
+    assert "task 3 (test) after 20 steps" in text and "nu: identified" in text
+    h = read_netcdf(hist)
+    assert h.sizes["step"] == 3 and float(h.true_coef.values[0, 0]) == \
+        pytest.approx(float(ds.coefficients.sel(task=3).values[0]))
+
+
+def test_solve_with_fixed_coefficients_and_a_missing_file(tmp_path, capsys):
+    assert main(["solve", "pde=cdr", *TINY, "coefficients={beta:1,nu:0.5,rho:2}"]) == 0
+    assert "true 0.5" in capsys.readouterr().out
+    assert main(["solve", "pde=cdr", *TINY, f"tasks_file={tmp_path}/none.nc"]) == 2
+    assert "no such NetCDF file" in capsys.readouterr().err
+    assert main(["solve", *TINY, f"init={tmp_path}/none.pt"]) == 2
+    assert "no initialisation file" in capsys.readouterr().err
+
+
+def test_adapt_tasks_rejects_a_dataset_of_another_family(tmp_path, capsys):
+    out = tmp_path / "tasks.nc"
+    assert main(["generate-tasks", "pde=burgers", *TINY, f"out={out}"]) == 0
+    assert main(["adapt-tasks", "pde=cdr", *TINY, f"tasks_file={out}",
+                 f"out={tmp_path}/a.nc"]) == 2
+    assert "holds 'burgers' tasks, not 'cdr'" in capsys.readouterr().err
+    assert not (tmp_path / "a.nc").exists()
