@@ -56,3 +56,10 @@ def test_tiny_pipeline_end_to_end(tmp_path):
     # a second run has nothing to do
     r = _snakemake(tmp_path, "-n", "--cores", "2", "--config", "experiment=tiny")
     assert "Nothing to be done" in r.stdout + r.stderr
+
+
+def test_snakemake_lint_is_clean(tmp_path):
+    r = subprocess.run([SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--lint"], cwd=REPO,
+                       capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Congratulations" in r.stdout + r.stderr

@@ -44,17 +44,27 @@ class Optimizer:
         zeros = [torch.zeros_like(p) for p in params]
         return (0, zeros, [z.clone() for z in zeros])
 
-    def update(self, params, grads, state, lr: float):
+    def update(self, params, grads, state, lr: float, foreach: bool = True):
+        """One step. ``foreach`` uses the fused multi-tensor kernels (not vmap-able); the
+        per-tensor path is the same arithmetic and works under ``torch.func`` transforms."""
         if self.name == "sgd":
-            return torch._foreach_add(params, grads, alpha=-lr), state
+            if foreach:
+                return torch._foreach_add(params, grads, alpha=-lr), state
+            return [p - lr * g for p, g in zip(params, grads, strict=True)], state
         t, m, v = state
         b1, b2 = self.betas
         t += 1
-        m = torch._foreach_add(torch._foreach_mul(m, b1), grads, alpha=1 - b1)
-        v = torch._foreach_addcmul(torch._foreach_mul(v, b2), grads, grads, value=1 - b2)
-        denom = torch._foreach_add(torch._foreach_div(torch._foreach_sqrt(v),
-                                                      math.sqrt(1 - b2 ** t)), self.eps)
-        params = torch._foreach_addcdiv(params, m, denom, value=-lr / (1 - b1 ** t))
+        c1, c2 = 1 - b1 ** t, math.sqrt(1 - b2 ** t)
+        if foreach:
+            m = torch._foreach_add(torch._foreach_mul(m, b1), grads, alpha=1 - b1)
+            v = torch._foreach_addcmul(torch._foreach_mul(v, b2), grads, grads, value=1 - b2)
+            denom = torch._foreach_add(torch._foreach_div(torch._foreach_sqrt(v), c2), self.eps)
+            params = torch._foreach_addcdiv(params, m, denom, value=-lr / c1)
+            return params, (t, m, v)
+        m = [b1 * mi + (1 - b1) * g for mi, g in zip(m, grads, strict=True)]
+        v = [b2 * vi + (1 - b2) * g * g for vi, g in zip(v, grads, strict=True)]
+        params = [p - (lr / c1) * mi / (vi.sqrt() / c2 + self.eps)
+                  for p, mi, vi in zip(params, m, v, strict=True)]
         return params, (t, m, v)
 
 
@@ -131,12 +141,15 @@ class AdaptResult:
     params: Params
     records: list[dict] = field(default_factory=list)
     wall_time: float = 0.0
+    # with keep_trajectory: (θ^i, L(θ^i), ∇L(θ^i)) per step i < K, then (θ^K, L(θ^K), None)
+    trajectory: list[tuple[Params, torch.Tensor, Params | None]] = field(default_factory=list)
 
 
 # ----- the inner loop -------------------------------------------------------------------
 def adapt(params: Params, loss_fn: LossFn, settings: AdaptSettings, *,
           evaluate: Callable[[Params], dict] | None = None, differentiable: bool = False,
-          progress: bool | None = None, label: str = "") -> AdaptResult:
+          progress: bool | None = None, label: str = "", record_log: bool = True,
+          keep_trajectory: bool = False) -> AdaptResult:
     """Run the inner optimiser on one task from ``params``.
 
     Args:
@@ -149,6 +162,9 @@ def adapt(params: Params, loss_fn: LossFn, settings: AdaptSettings, *,
             are then functions of the input params. L-BFGS is refused in this mode.
         progress: tqdm bar (default: when stderr is a terminal) or plain log lines.
         label: prefix of progress output.
+        record_log: keep the log (off inside meta-training, where the loop may run under
+            ``vmap`` and nothing may leave the graph as a Python number).
+        keep_trajectory: store every iterate with its loss and gradient (LEAP), detached.
 
     Returns:
         :class:`AdaptResult`; ``records`` hold ``step``, ``wall_time``, the loss parts and
@@ -156,14 +172,15 @@ def adapt(params: Params, loss_fn: LossFn, settings: AdaptSettings, *,
     """
     if differentiable and settings.lbfgs_steps:
         raise ValueError("L-BFGS steps cannot be differentiated through; set lbfgs_steps=0")
+    if keep_trajectory and settings.lbfgs_steps:
+        raise ValueError("keep_trajectory covers first-order steps only; set lbfgs_steps=0")
     names = list(params)
 
     def as_dict(tensors):
         return dict(zip(names, tensors, strict=True))
 
-    if differentiable:  # keep the graph to the caller's tensors; leaves that need none get one
-        cur = [params[k] if params[k].requires_grad else params[k].detach().requires_grad_(True)
-               for k in names]
+    if differentiable:
+        cur = [params[k] for k in names]
     else:
         cur = [params[k].detach().clone() for k in names]
     opt = Optimizer(settings.optimizer)
@@ -183,22 +200,33 @@ def adapt(params: Params, loss_fn: LossFn, settings: AdaptSettings, *,
     def logged(step):
         return step % settings.log_every == 0 or step == total
 
-    # first-order phase: functional updates (differentiable when asked)
+    # first-order phase: functional updates. Differentiable mode takes the gradient with
+    # torch.func.grad, so the whole loop composes with vmap over tasks and with an outer grad.
+    def total_and_parts(p):
+        parts = loss_fn(p)
+        return parts["total"], parts
+
+    func_grad = torch.func.grad(total_and_parts, has_aux=True)
     for step in range(settings.steps):
         t0 = time.perf_counter()
-        if not differentiable:
-            cur = [p.requires_grad_(True) for p in cur]
-        parts = loss_fn(as_dict(cur))
-        grads = torch.autograd.grad(parts["total"], cur, create_graph=differentiable)
         prev = cur
+        lr = settings.lr_at(step)
         if differentiable:
-            cur, state = opt.update(cur, list(grads), state, settings.lr_at(step))
+            g, parts = func_grad(as_dict(cur))
+            cur, state = opt.update(cur, [g[k] for k in names], state, lr, foreach=False)
         else:
+            cur = [p.requires_grad_(True) for p in cur]
+            parts = loss_fn(as_dict(cur))
+            grads = torch.autograd.grad(parts["total"], cur)
             with torch.no_grad():
-                cur, state = opt.update([p.detach() for p in cur], list(grads), state,
-                                        settings.lr_at(step))
+                cur, state = opt.update([p.detach() for p in cur], list(grads), state, lr)
         result.wall_time += time.perf_counter() - t0
-        if logged(step):
+        if keep_trajectory:
+            gl = [g[k] for k in names] if differentiable else grads
+            result.trajectory.append((as_dict([p.detach() for p in prev]),
+                                      parts["total"].detach(),
+                                      as_dict([x.detach() for x in gl])))
+        if record_log and logged(step):
             record(step, {k: v.detach() for k, v in parts.items()}, prev)
         ticker.tick()
 
@@ -225,9 +253,14 @@ def adapt(params: Params, loss_fn: LossFn, settings: AdaptSettings, *,
 
     if not differentiable:
         cur = [p.detach() for p in cur]
-    with torch.set_grad_enabled(differentiable):
-        final = loss_fn(as_dict(cur))
-    record(total, {k: v.detach() for k, v in final.items()}, cur)
+    if keep_trajectory:
+        with torch.no_grad():
+            result.trajectory.append((as_dict([p.detach() for p in cur]),
+                                      loss_fn(as_dict(cur))["total"].detach(), None))
+    if record_log:
+        with torch.no_grad():
+            final = loss_fn(as_dict(cur))
+        record(total, final, cur)
     ticker.close()
     result.params = as_dict(cur)
     return result

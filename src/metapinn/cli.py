@@ -4,6 +4,7 @@ Commands taking Hydra overrides (``key=value``, see ``config/``):
 
     metapinn generate-tasks pde=burgers [out=PATH]      the family's task dataset (NetCDF)
     metapinn solve pde=burgers task=3 [coefficients={nu:0.02}] [out=PATH]
+    metapinn meta-train pde=burgers method=maml seed=0 [resume=true]
     metapinn adapt-tasks pde=cdr method=scratch tasks_file=PATH out=PATH
 
 and plain commands:
@@ -24,11 +25,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from . import __version__
-from .config import ConfigError, RunConfig, compose, run_config
+from .config import ConfigError, RunConfig, compose, meta_settings, run_config
 
 log = logging.getLogger("metapinn")
 
-HYDRA_COMMANDS = ("generate-tasks", "solve", "adapt-tasks", "config")
+HYDRA_COMMANDS = ("generate-tasks", "solve", "meta-train", "adapt-tasks", "config")
 
 
 def _setup(rc: RunConfig) -> None:
@@ -54,7 +55,7 @@ def cmd_generate_tasks(cfg: DictConfig, rc: RunConfig) -> None:
 
 
 def cmd_solve(cfg: DictConfig, rc: RunConfig) -> None:
-    from .evaluate import initial_params, solve_task, task_history
+    from .evaluate import initialiser, solve_task, task_history
     from .ncio import read_netcdf, write_netcdf
     from .tasks import make_task, task_from_dataset
 
@@ -73,9 +74,8 @@ def cmd_solve(cfg: DictConfig, rc: RunConfig) -> None:
         if not 0 <= int(cfg.task) < rc.tasks.n_tasks:
             raise ConfigError(f"task={cfg.task} outside 0..{rc.tasks.n_tasks - 1}")
         task = make_task(rc.pde, int(cfg.task), rc.tasks, coefs)
-    method = "scratch" if cfg.init is None else "init"
-    params0 = initial_params(rc, method, rc.seed, cfg.init)
-    result = solve_task(rc, task, params0, label=f"{rc.pde.name} task {task.index}")
+    init_fn = initialiser(rc, "scratch", rc.seed, cfg.init)
+    result = solve_task(rc, task, init_fn, label=f"{rc.pde.name} task {task.index}")
     last = result.records[-1]
     print(f"{rc.pde.name} task {task.index} ({task.split}) after {last['step']} steps, "
           f"{result.wall_time:.1f} s adaptation time:")
@@ -95,13 +95,31 @@ def cmd_solve(cfg: DictConfig, rc: RunConfig) -> None:
 def cmd_adapt_tasks(cfg: DictConfig, rc: RunConfig) -> None:
     from .evaluate import solve_tasks
 
-    method = str(cfg.method)
+    method = str(cfg.method.name)
+    meta_settings(cfg)  # validates the method
     exp = _experiment_dir(cfg)
     tasks_file = cfg.tasks_file or exp / "tasks" / f"{rc.pde.name}.nc"
     out = cfg.out or exp / "adapt" / rc.pde.name / method / f"seed{rc.seed}.nc"
+    init = cfg.init
+    if init is None and method != "scratch":
+        init = _meta_dir(cfg, rc, method) / "init.pt"
     splits = tuple(cfg.experiment.splits)
-    solve_tasks(rc, tasks_file, method, out, init=cfg.init, splits=splits)
+    solve_tasks(rc, tasks_file, method, out, init=init, splits=splits)
     print(f"wrote {out}")
+
+
+def _meta_dir(cfg: DictConfig, rc: RunConfig, method: str) -> Path:
+    return _experiment_dir(cfg) / "meta" / rc.pde.name / method / f"seed{rc.seed}"
+
+
+def cmd_meta_train(cfg: DictConfig, rc: RunConfig) -> None:
+    from .metatrain import meta_train
+
+    ms = meta_settings(cfg)
+    tasks_file = cfg.tasks_file or _experiment_dir(cfg) / "tasks" / f"{rc.pde.name}.nc"
+    out_dir = Path(cfg.out_dir) if cfg.out_dir else _meta_dir(cfg, rc, ms.name)
+    path = meta_train(rc, ms, tasks_file, out_dir, resume=bool(cfg.resume))
+    print(f"wrote {path} and {out_dir / 'history.nc'}")
 
 
 def cmd_config(cfg: DictConfig, rc: RunConfig) -> None:
@@ -123,6 +141,7 @@ usage: metapinn <command> [key=value ...]
 commands (Hydra overrides, see config/):
   generate-tasks   draw a family's tasks and write tasks/<pde>.nc
   solve            solve one task (from scratch or init=PATH), print identified coefficients
+  meta-train       meta-train method=... on the training tasks → init.pt + history.nc
   adapt-tasks      solve every held-out task of a dataset, write adapt/<pde>/<method>/seed<s>.nc
   config           print the resolved configuration
 plain commands:
@@ -146,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
             rc = run_config(cfg)
             _setup(rc)
             {"generate-tasks": cmd_generate_tasks, "solve": cmd_solve,
-             "adapt-tasks": cmd_adapt_tasks, "config": cmd_config}[command](cfg, rc)
+             "meta-train": cmd_meta_train, "adapt-tasks": cmd_adapt_tasks,
+             "config": cmd_config}[command](cfg, rc)
         elif command == "plot-convergence":
             from .plots import convergence_figure
 

@@ -21,7 +21,7 @@ from .loss import LossWeights
 from .pdes import FAMILIES, PDEFamily, get_pde
 from .tasks import TaskSettings
 
-GROUPS = ("pde", "model", "adapt", "experiment")
+GROUPS = ("pde", "model", "adapt", "method", "experiment")
 
 
 class ConfigError(ValueError):
@@ -173,3 +173,16 @@ def run_config(cfg: DictConfig) -> RunConfig:
     if rc.seed < 0:
         raise ConfigError(f"seed must be ≥ 0, got {rc.seed}")
     return rc
+
+
+def meta_settings(cfg: DictConfig):
+    """The ``method`` group as a validated :class:`metapinn.meta.MetaSettings`."""
+    from .meta import METHODS, MetaSettings
+
+    if cfg.method.name not in METHODS:
+        raise ConfigError(f"unknown method {cfg.method.name!r}; valid choices: "
+                          f"{', '.join(METHODS)}")
+    try:
+        return MetaSettings(**OmegaConf.to_container(cfg.method, resolve=True))
+    except (TypeError, ValueError) as e:
+        raise ConfigError(str(e)) from None

@@ -35,35 +35,45 @@ def scratch_params(rc: RunConfig, seed: int) -> Params:
     return params
 
 
-def initial_params(rc: RunConfig, method: str, seed: int, init: str | None = None) -> Params:
-    """The initialisation of ``method``: scratch, or the ``init.pt`` file given."""
-    if init is None:
-        if method != "scratch":
-            raise ValueError(f"method {method!r} needs an init= file (only scratch has none)")
-        return scratch_params(rc, seed)
-    return load_init(init, rc)
+def load_init(path: str | Path, rc: RunConfig):
+    """Load an ``init.pt`` written by meta-training, checking it fits this run.
 
+    Returns:
+        A function ``task_data -> params`` giving each task's initialisation (the
+        hypernetwork's depends on the task's observations; the others' do not).
+    """
+    from .meta import Context, MetaSettings, get_method
 
-def load_init(path: str | Path, rc: RunConfig) -> Params:
-    """Load an ``init.pt`` written by meta-training, checking it fits this run."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no initialisation file {path}")
     blob = torch.load(path, map_location=rc.device, weights_only=True)
     if blob.get("pde") != rc.pde.name:
         raise ValueError(f"{path} was trained for pde {blob.get('pde')!r}, not {rc.pde.name!r}")
-    params = {k: v.to(rc.dtype) for k, v in blob["params"].items()}
-    expected = scratch_params(rc, 0)
-    if {k: tuple(v.shape) for k, v in params.items()} != {k: tuple(v.shape)
-                                                          for k, v in expected.items()}:
-        raise ValueError(f"{path}: network shapes do not match model.hidden={list(rc.hidden)}")
-    return params
+    if list(blob.get("hidden", [])) != list(rc.hidden):
+        raise ValueError(f"{path} has hidden layers {blob.get('hidden')}, but this run has "
+                         f"model.hidden={list(rc.hidden)}")
+    method = get_method(blob["method"])
+    meta = {k: v.to(dtype=rc.dtype, device=rc.device) for k, v in blob["meta"].items()}
+    ctx = Context(rc, MetaSettings(name=blob["method"]), rc.seed)
+    return lambda data: method.initialisation(meta, data, ctx)
 
 
-def solve_task(rc: RunConfig, task: Task, params0: Params, label: str = "") -> AdaptResult:
-    """Adapt ``params0`` to one task with the configured inner loop, logging errors."""
+def initialiser(rc: RunConfig, method: str, seed: int, init: str | Path | None = None):
+    """``task_data -> params`` for ``method``: scratch needs no file, the others ``init``."""
+    if init is None:
+        if method != "scratch":
+            raise ValueError(f"method {method!r} needs an init= file (only scratch has none)")
+        params = scratch_params(rc, seed)
+        return lambda data: {k: v.clone() for k, v in params.items()}
+    return load_init(init, rc)
+
+
+def solve_task(rc: RunConfig, task: Task, init_fn, label: str = "") -> AdaptResult:
+    """Adapt the initialisation ``init_fn(task_data)`` to one task, logging errors."""
     data = task_tensors(rc.pde, task, rc.n_collocation, rc.n_boundary, rc.seed, rc.dtype,
                         rc.device)
+    params0 = init_fn(data) if callable(init_fn) else init_fn
     return adapt(params0, lambda p: loss_parts(p, data, rc.pde, rc.weights), rc.adapt,
                  evaluate=Evaluator(rc.pde, task, rc.dtype, rc.device), label=label)
 
@@ -92,12 +102,12 @@ def solve_tasks(rc: RunConfig, tasks_file: str | Path, method: str, out: str | P
                if str(s) in splits]
     if not indices:
         raise ValueError(f"{tasks_file} has no tasks in splits {list(splits)}")
-    params0 = initial_params(rc, method, rc.seed, init)
+    init_fn = initialiser(rc, method, rc.seed, init)
     runs = []
     for n, i in enumerate(indices):
         task = task_from_dataset(ds, i)
         label = f"{rc.pde.name}/{method}/seed{rc.seed} task {i} ({n + 1}/{len(indices)})"
-        result = solve_task(rc, task, params0, label=label)
+        result = solve_task(rc, task, init_fn, label=label)
         last = result.records[-1]
         log.info("%s: u_rel_l2 %.3e, coef_rel_err %s, %.1f s", label, last["u_rel_l2"],
                  np.array2string(last["coef_rel_err"], precision=3), result.wall_time)

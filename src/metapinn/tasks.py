@@ -156,20 +156,21 @@ def task_from_dataset(ds: xr.Dataset, index: int) -> Task:
 
 
 def task_tensors(pde: PDEFamily, task: Task, n_collocation: int, n_boundary: int, seed: int,
-                 dtype: torch.dtype = torch.float32,
-                 device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    """The tensors of one task's loss; collocation/boundary points from (seed, task) .
+                 dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
+                 stream: int = STREAM_POINTS) -> dict[str, torch.Tensor]:
+    """The tensors of one task's loss; collocation/boundary points from (seed, task, stream).
 
     Args:
         pde: the family.
         task: the task (observations).
         n_collocation, n_boundary: point counts (boundary split over the conditions).
         seed: solver seed (independent of the dataset seed's task stream).
+        stream: random stream of the points (meta-training draws query points from another).
     """
     if n_collocation < 1 or n_boundary < 4:
         raise ValueError(f"need n_collocation ≥ 1 and n_boundary ≥ 4, "
                          f"got {n_collocation}, {n_boundary}")
-    rng = rng_for(seed, task.index, STREAM_POINTS)
+    rng = rng_for(seed, task.index, stream)
     colloc = pde.sample_interior(rng, n_collocation)
     bc = pde.sample_boundary(rng, n_boundary)
 

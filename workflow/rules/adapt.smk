@@ -8,6 +8,8 @@ rule adapt:
     params:
         hydra=hydra_args,
     threads: THREADS
+    conda:
+        "../envs/metapinn.yaml"
     shell:
         "metapinn adapt-tasks {params.hydra} method={wildcards.method} seed={wildcards.seed}"
         " tasks_file={input.tasks} out={output} > {log} 2>&1"

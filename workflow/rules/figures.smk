@@ -12,5 +12,7 @@ rule convergence_figure:
         png=f"{OUT}/figures/convergence_{{pde}}.png",
     log:
         f"{LOGS}/figures/convergence_{{pde}}.log",
+    conda:
+        "../envs/metapinn.yaml"
     shell:
         "metapinn plot-convergence --pdf {output.pdf} --png {output.png} {input} > {log} 2>&1"

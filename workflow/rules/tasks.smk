@@ -6,5 +6,7 @@ rule generate_tasks:
     params:
         hydra=hydra_args,
     threads: THREADS
+    conda:
+        "../envs/metapinn.yaml"
     shell:
         "metapinn generate-tasks {params.hydra} out={output} > {log} 2>&1"

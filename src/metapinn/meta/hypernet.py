@@ -1,0 +1,112 @@
+"""Hypernetwork initialisation for inverse problems (DESIGN §4.3).
+
+The unknown θ cannot be the hypernetwork's input, so a permutation-invariant encoder of the
+task's observations {(x, t, u_obs)} (Deep Sets: Zaheer et al., 2017) gives a latent z, and
+z gives (i) a FiLM modulation (Perez et al., 2018) γ_l, β_l of every hidden layer of a
+shared base PINN and (ii) an initial estimate of the coefficient parameter. FiLM on the
+pre-activation folds into the layer, W'_l = diag(γ_l) W_l, b'_l = γ_l ⊙ b_l + β_l, so the
+initialisation is a plain parameter dict and test-time fine-tuning is the shared inner loop.
+
+Meta-training minimises the query loss after the inner steps from that initialisation
+(physics + data loss), end to end through the encoder, as MAML does for a fixed φ.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..loss import TaskData
+from ..nets import Params, init_mlp, n_layers
+from .base import Context, MetaTask
+from .maml import batch_mean_grad, post_adaptation_loss
+
+ENC, BASE = "enc.", "base."
+
+
+def _encoder_mlp(prefix: str, widths, gen, dtype, device) -> Params:
+    return {prefix + k: v for k, v in init_mlp(widths, gen, dtype, device).items()}
+
+
+def _apply(params: Params, prefix: str, h: torch.Tensor) -> torch.Tensor:
+    n = 0
+    while f"{prefix}w{n}" in params:
+        n += 1
+    for i in range(n):
+        h = h @ params[f"{prefix}w{i}"].T + params[f"{prefix}b{i}"]
+        if i < n - 1:
+            h = torch.tanh(h)
+    return h
+
+
+def hidden_sizes(meta: Params) -> list[int]:
+    base = {k[len(BASE):]: v for k, v in meta.items() if k.startswith(BASE)}
+    return [base[f"b{i}"].shape[0] for i in range(n_layers(base) - 1)]
+
+
+def encode(meta: Params, data: TaskData, ctx: Context) -> torch.Tensor:
+    """Latent z of a task from its observations (mean over points: permutation-invariant)."""
+    pde = ctx.rc.pde
+    pts = data["obs_points"]
+    lo = torch.tensor([b[0] for b in pde.bounds], dtype=pts.dtype, device=pts.device)
+    hi = torch.tensor([b[1] for b in pde.bounds], dtype=pts.dtype, device=pts.device)
+    feats = torch.cat([2 * (pts - lo) / (hi - lo) - 1, data["obs_values"][:, None]], dim=1)
+    pooled = torch.tanh(_apply(meta, ENC + "phi.", feats)).mean(0)
+    return _apply(meta, ENC + "rho.", pooled)
+
+
+def hyper_initialisation(meta: Params, data: TaskData, ctx: Context) -> Params:
+    """The PINN parameters of a task: the base network with the FiLM modulation folded in."""
+    z = encode(meta, data, ctx)
+    sizes = hidden_sizes(meta)
+    film = _apply(meta, ENC + "film.", torch.tanh(z))
+    coef_shift = _apply(meta, ENC + "coef.", torch.tanh(z))
+    params: Params = {}
+    offset = 0
+    for i in range(len(sizes) + 1):
+        w, b = meta[f"{BASE}w{i}"], meta[f"{BASE}b{i}"]
+        if i < len(sizes):
+            n = sizes[i]
+            gamma = 1.0 + film[offset:offset + n]
+            beta = film[offset + n:offset + 2 * n]
+            offset += 2 * n
+            w, b = gamma[:, None] * w, gamma * b + beta
+        params[f"w{i}"], params[f"b{i}"] = w, b
+    params["coef"] = meta[BASE + "coef"] + coef_shift
+    return params
+
+
+class HyperNet:
+    name = "hypernet"
+    trainable = True
+
+    def init_meta(self, ctx: Context) -> Params:
+        from ..evaluate import scratch_params
+
+        rc, ms = ctx.rc, ctx.ms
+        base = {BASE + k: v for k, v in scratch_params(rc, ctx.seed).items()}
+        gen = torch.Generator().manual_seed(104_729 + ctx.seed)
+        w, z = ms.hyper_width, ms.hyper_latent
+        meta = dict(base)
+        meta.update(_encoder_mlp(ENC + "phi.", (3, w, w), gen, rc.dtype, rc.device))
+        meta.update(_encoder_mlp(ENC + "rho.", (w, w, z), gen, rc.dtype, rc.device))
+        n_film = 2 * sum(rc.hidden)
+        n_coef = len(rc.pde.coefficients)
+        # heads start at zero: the initial hypernetwork is the base PINN, unmodulated
+        for name, n_out in (("film.", n_film), ("coef.", n_coef)):
+            meta[f"{ENC}{name}w0"] = torch.zeros(n_out, z, dtype=rc.dtype, device=rc.device)
+            meta[f"{ENC}{name}b0"] = torch.zeros(n_out, dtype=rc.dtype, device=rc.device)
+        return meta
+
+    def meta_grad(self, meta: Params, batch: list[MetaTask], ctx: Context):
+        def task_grad(m, support, query):
+            def objective(mm):
+                return post_adaptation_loss(ctx, hyper_initialisation(mm, support, ctx),
+                                            support, query)
+            g, loss = torch.func.grad_and_value(objective)(m)
+            return g, loss
+
+        return batch_mean_grad(task_grad, meta, batch, ctx.ms.vmap)
+
+    def initialisation(self, meta: Params, data: TaskData, ctx: Context) -> Params:
+        with torch.no_grad():
+            return {k: v.detach() for k, v in hyper_initialisation(meta, data, ctx).items()}

@@ -1,0 +1,39 @@
+"""Reptile (Nichol, Achiam & Schulman, 2018, "On First-Order Meta-Learning Algorithms").
+
+Run k inner steps from φ with any inner optimiser and move φ towards the result; as a
+gradient for the outer optimiser:
+
+    g_R = (φ_1 − φ_{k+1}) / α = Σ_i g_i   (exactly, for SGD with learning rate α).
+"""
+
+from __future__ import annotations
+
+from ..loss import TaskData
+from ..nets import Params
+from .base import Context, MetaTask, params_like
+from .maml import batch_mean_grad
+
+
+def reptile_task_grad(ctx: Context, phi: Params, support: TaskData, query: TaskData):
+    """(φ − φ_after_k_steps)/α on the task's support loss, and the query loss there."""
+    adapted = ctx.inner_adapt({k: v.detach() for k, v in phi.items()}, support)
+    alpha = ctx.ms.inner_lr
+    g = {k: (phi[k] - adapted[k]).detach() / alpha for k in phi}
+    return g, ctx.loss(adapted, query).detach()
+
+
+class Reptile:
+    name = "reptile"
+    trainable = True
+
+    def init_meta(self, ctx: Context) -> Params:
+        from ..evaluate import scratch_params
+
+        return scratch_params(ctx.rc, ctx.seed)
+
+    def meta_grad(self, meta: Params, batch: list[MetaTask], ctx: Context):
+        return batch_mean_grad(lambda p, s, q: reptile_task_grad(ctx, p, s, q), meta, batch,
+                               ctx.ms.vmap)
+
+    def initialisation(self, meta: Params, data: TaskData, ctx: Context) -> Params:
+        return params_like(meta)

@@ -1,0 +1,172 @@
+"""The ONE outer loop: meta-train any registered method (checkpoint/resume, validation).
+
+Adam on the meta-parameters; each outer step draws a meta-batch of training tasks from a
+generator seeded by (seed, step), so a resumed run draws exactly the batches an
+uninterrupted one would and, with the optimiser state restored from the checkpoint,
+reaches the same parameters. Writes ``init.pt`` (the meta-parameters and what they were
+trained for) and ``history.nc`` (meta-loss and validation curves).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+
+from .config import RunConfig
+from .meta import Context, MetaSettings, get_method, meta_task
+from .ncio import read_netcdf, write_netcdf
+from .nets import Params
+from .tasks import rng_for, task_from_dataset
+
+log = logging.getLogger("metapinn")
+
+STREAM_META = 4  # meta-batch draws
+FORMAT = 1
+
+
+def atomic_save(obj, path: Path) -> None:
+    """``torch.save`` to a temporary file in the same folder, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def build_context(rc: RunConfig, ms: MetaSettings, tasks_file: str | Path) -> Context:
+    """The training and validation tasks of ``tasks_file`` as support/query pairs."""
+    ds = read_netcdf(tasks_file)
+    if str(ds.attrs.get("pde")) != rc.pde.name:
+        raise ValueError(f"{tasks_file} holds {ds.attrs.get('pde')!r} tasks, "
+                         f"not {rc.pde.name!r}")
+    split = [str(s) for s in ds.split.values]
+    train = [int(i) for i, s in zip(ds.task.values, split, strict=True) if s == "train"]
+    val = [int(i) for i, s in zip(ds.task.values, split, strict=True) if s == "val"]
+    if not train:
+        raise ValueError(f"{tasks_file} has no training tasks")
+    if ms.meta_batch > len(train):
+        raise ValueError(f"method.meta_batch={ms.meta_batch} exceeds the {len(train)} "
+                         f"training tasks of {tasks_file}")
+    return Context(rc, ms, rc.seed,
+                   [meta_task(rc, task_from_dataset(ds, i), rc.seed) for i in train],
+                   [meta_task(rc, task_from_dataset(ds, i), rc.seed) for i in val])
+
+
+def validation_loss(method, meta: Params, ctx: Context) -> float:
+    """Mean query loss on the ``val`` tasks after the inner steps (NaN without val tasks)."""
+    if not ctx.val:
+        return float("nan")
+    losses = []
+    for mt in ctx.val:
+        init = method.initialisation({k: v.detach() for k, v in meta.items()}, mt.support, ctx)
+        adapted = ctx.inner_adapt(init, mt.support, functional=False)
+        with torch.no_grad():
+            losses.append(float(ctx.loss(adapted, mt.query)))
+    return float(np.mean(losses))
+
+
+def meta_train(rc: RunConfig, ms: MetaSettings, tasks_file: str | Path, out_dir: str | Path,
+               resume: bool = False, stop_after: int | None = None) -> Path:
+    """Meta-train ``ms.name`` on the training tasks; write ``init.pt`` and ``history.nc``.
+
+    Args:
+        rc: the run (family, network, dtype, device, seed).
+        ms: meta-training settings.
+        tasks_file: the family's tasks NetCDF.
+        out_dir: folder for ``init.pt``, ``history.nc`` and ``checkpoint.pt``.
+        resume: continue from ``checkpoint.pt`` if it exists.
+        stop_after: stop after this many outer steps in total (a checkpoint is written);
+            for tests of resumption.
+
+    Returns:
+        The path of ``init.pt``.
+    """
+    method = get_method(ms.name)
+    out_dir = Path(out_dir)
+    ckpt_path = out_dir / "checkpoint.pt"
+    ctx = build_context(rc, ms, tasks_file)
+    t_start = time.perf_counter()
+    records: list[dict] = []
+    if not method.trainable:
+        meta = method.fit(ctx)
+        train_time = time.perf_counter() - t_start
+    else:
+        meta = {k: v.detach().clone().requires_grad_(True)
+                for k, v in method.init_meta(ctx).items()}
+        opt = torch.optim.Adam(list(meta.values()), lr=ms.outer_lr)
+        start, train_time = 0, 0.0
+        if resume and ckpt_path.exists():
+            ck = torch.load(ckpt_path, map_location=rc.device, weights_only=False)
+            if ck["method"] != ms.name or ck["pde"] != rc.pde.name:
+                raise ValueError(f"{ckpt_path} belongs to {ck['pde']}/{ck['method']}, "
+                                 f"not {rc.pde.name}/{ms.name}")
+            with torch.no_grad():
+                for k, v in ck["meta"].items():
+                    meta[k].copy_(v)
+            opt.load_state_dict(ck["optimizer"])
+            start, records, train_time = ck["step"], ck["records"], ck["train_time"]
+            log.info("resuming %s/%s from outer step %d", rc.pde.name, ms.name, start)
+        end = ms.outer_steps if stop_after is None else min(stop_after, ms.outer_steps)
+        for step in range(start, end):
+            t0 = time.perf_counter()
+            rng = rng_for(rc.seed, step, STREAM_META)
+            pick = rng.choice(len(ctx.train), ms.meta_batch, replace=False)
+            batch = [ctx.train[i] for i in np.sort(pick)]
+            grads, loss = method.meta_grad({k: v.detach() for k, v in meta.items()}, batch, ctx)
+            for k, v in meta.items():
+                v.grad = grads[k].detach().to(v.dtype)
+            opt.step()
+            train_time += time.perf_counter() - t0
+            rec = {"step": step + 1, "meta_loss": float(loss), "val_loss": float("nan"),
+                   "train_time": train_time}
+            if (step + 1) % ms.val_every == 0 or step + 1 == ms.outer_steps:
+                rec["val_loss"] = validation_loss(method, meta, ctx)
+                log.info("%s/%s outer step %d/%d meta-loss %.3e val %.3e (%.1f s)",
+                         rc.pde.name, ms.name, step + 1, ms.outer_steps, rec["meta_loss"],
+                         rec["val_loss"], train_time)
+            records.append(rec)
+            if (step + 1) % ms.checkpoint_every == 0 or step + 1 == end:
+                atomic_save({"method": ms.name, "pde": rc.pde.name, "step": step + 1,
+                             "meta": {k: v.detach() for k, v in meta.items()},
+                             "optimizer": opt.state_dict(), "records": records,
+                             "train_time": train_time}, ckpt_path)
+        if end < ms.outer_steps:
+            return ckpt_path
+    init_path = out_dir / "init.pt"
+    atomic_save({"format": FORMAT, "pde": rc.pde.name, "method": ms.name,
+                 "hidden": list(rc.hidden), "train_time": train_time,
+                 "meta": {k: v.detach().cpu() for k, v in meta.items()}}, init_path)
+    write_netcdf(history_dataset(records, train_time), out_dir / "history.nc",
+                 title=f"meta-training of {ms.name} on {rc.pde.name}", config=rc.yaml,
+                 history=f"metapinn meta-train method={ms.name}")
+    return init_path
+
+
+def history_dataset(records: list[dict], train_time: float) -> xr.Dataset:
+    steps = np.array([r["step"] for r in records], dtype=int)
+    ds = xr.Dataset(
+        {
+            "meta_loss": ("outer_step", np.array([r["meta_loss"] for r in records], float),
+                          {"long_name": "post-adaptation query loss of the meta-batch",
+                           "units": "1"}),
+            "val_loss": ("outer_step", np.array([r["val_loss"] for r in records], float),
+                         {"long_name": "post-adaptation query loss on val tasks",
+                          "units": "1"}),
+            "train_time": ("outer_step", np.array([r["train_time"] for r in records], float),
+                           {"long_name": "cumulative meta-training time", "units": "s"}),
+        },
+        coords={"outer_step": ("outer_step", steps, {"long_name": "outer step"})},
+    )
+    ds.attrs["total_train_time_s"] = float(train_time)
+    return ds
