@@ -91,10 +91,11 @@ class HyperNet:
         meta.update(_encoder_mlp(ENC + "rho.", (w, w, z), gen, rc.dtype, rc.device))
         n_film = 2 * sum(rc.hidden)
         n_coef = len(rc.pde.coefficients)
-        # heads start at zero: the initial hypernetwork is the base PINN, unmodulated
+        # small heads: the initial hypernetwork is close to the unmodulated base PINN, and
+        # every parameter already receives a gradient
         for name, n_out in (("film.", n_film), ("coef.", n_coef)):
-            meta[f"{ENC}{name}w0"] = torch.zeros(n_out, z, dtype=rc.dtype, device=rc.device)
-            meta[f"{ENC}{name}b0"] = torch.zeros(n_out, dtype=rc.dtype, device=rc.device)
+            head = _encoder_mlp(f"{ENC}{name}", (z, n_out), gen, rc.dtype, rc.device)
+            meta.update({k: 0.01 * v for k, v in head.items()})
         return meta
 
     def meta_grad(self, meta: Params, batch: list[MetaTask], ctx: Context):

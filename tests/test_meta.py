@@ -1,0 +1,179 @@
+"""Meta-gradients against finite differences and their defining formulas (float64)."""
+
+import numpy as np
+import pytest
+import torch
+from torch.func import grad
+
+from metapinn.adapt import AdaptSettings, adapt
+from metapinn.config import compose, run_config
+from metapinn.evaluate import scratch_params
+from metapinn.meta import METHODS, Context, MetaSettings, get_method, meta_task
+from metapinn.meta.hypernet import hyper_initialisation
+from metapinn.meta.leap import leap_increments, leap_task_grad
+from metapinn.meta.maml import maml_task_grad
+from metapinn.meta.reptile import reptile_task_grad
+from metapinn.tasks import TaskSettings, make_task
+from metapinn.taylor import taylor_errors
+
+SMALL = ["model.hidden=[8,8]", "pde.n_collocation=64", "pde.n_boundary=16", "pde.n_obs=20",
+         "dtype=float64"]
+
+
+@pytest.fixture(scope="module")
+def setup():
+    rc = run_config(compose(SMALL))
+    tasks = [meta_task(rc, make_task(rc.pde, i, TaskSettings(n_obs=20)), 0) for i in range(3)]
+    return rc, tasks
+
+
+def _ctx(rc, tasks=(), **kw):
+    return Context(rc, MetaSettings(**kw), 0, list(tasks))
+
+
+def _dot(a, b):
+    return sum((a[k] * b[k]).sum() for k in a)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_maml_gradient_matches_central_differences(setup, k):
+    rc, tasks = setup
+    ctx = _ctx(rc, inner_steps=k - 1, inner_lr=0.01)
+    phi, mt = scratch_params(rc, 0), tasks[0]
+
+    def f(p):  # L_k(φ_k(φ_1))
+        return ctx.loss(ctx.inner_adapt(p, mt.support), mt.query)
+
+    g, _ = maml_task_grad(ctx, phi, mt.support, mt.query, first_order=False)
+    gen = torch.Generator().manual_seed(k)
+    for _ in range(3):
+        v = {n: torch.randn(x.shape, generator=gen, dtype=torch.float64) for n, x in phi.items()}
+        eps = 1e-5
+        fd = (f({n: phi[n] + eps * v[n] for n in phi})
+              - f({n: phi[n] - eps * v[n] for n in phi})) / (2 * eps)
+        assert abs(float(_dot(g, v)) - float(fd)) <= 1e-6 * abs(float(fd))
+
+
+def test_taylor_expansion_error_shrinks_like_alpha_squared(setup):
+    rc, tasks = setup
+    ctx = _ctx(rc)
+    alphas = [2.5e-3, 1.25e-3, 6.25e-4]
+    ds = taylor_errors(scratch_params(rc, 0), ctx.loss, tasks[0].support, tasks[0].query, 3,
+                       alphas)
+    e = ds.rel_error.values
+    ratios = e[:, :-1] / e[:, 1:]
+    assert ((ratios >= 3) & (ratios <= 5)).all(), ratios
+
+
+def test_fomaml_is_the_plain_gradient_at_the_adapted_parameters(setup):
+    rc, tasks = setup
+    ctx = _ctx(rc, inner_steps=3, inner_lr=0.01)
+    phi, mt = scratch_params(rc, 0), tasks[0]
+    g, _ = maml_task_grad(ctx, phi, mt.support, mt.query, first_order=True)
+    p = dict(phi)
+    for _ in range(3):  # independent SGD loop
+        gp = grad(ctx.loss)(p, mt.support)
+        p = {n: p[n] - 0.01 * gp[n] for n in p}
+    expected = grad(ctx.loss)(p, mt.query)
+    for n in phi:
+        assert torch.allclose(g[n], expected[n], rtol=1e-10, atol=1e-13)
+    g2, _ = maml_task_grad(ctx, phi, mt.support, mt.query, first_order=False)
+    assert not torch.allclose(g2["w0"], g["w0"], rtol=1e-6)  # the Jacobian matters
+
+
+def test_reptile_direction_is_the_sum_of_sgd_gradients(setup):
+    rc, tasks = setup
+    alpha, k = 0.01, 4
+    ctx = _ctx(rc, inner_steps=k, inner_lr=alpha, inner_optimizer="sgd")
+    phi, mt = scratch_params(rc, 0), tasks[1]
+    g, _ = reptile_task_grad(ctx, phi, mt.support, mt.query)
+    p, total = dict(phi), {n: torch.zeros_like(v) for n, v in phi.items()}
+    for _ in range(k):
+        gp = grad(ctx.loss)(p, mt.support)
+        total = {n: total[n] + gp[n] for n in p}
+        p = {n: p[n] - alpha * gp[n] for n in p}
+    for n in phi:
+        assert torch.allclose(g[n], total[n], rtol=1e-9, atol=1e-12)
+        assert torch.allclose(g[n], (phi[n] - p[n]) / alpha, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_leap_without_loss_term_and_norm_is_alpha_times_reptile(setup, optimizer):
+    rc, tasks = setup
+    kw = dict(inner_steps=5, inner_lr=0.01, inner_optimizer=optimizer, leap_norm=False,
+              leap_loss_term=False)
+    ctx = _ctx(rc, **kw)
+    phi, mt = scratch_params(rc, 0), tasks[0]
+    g_leap, _ = leap_task_grad(ctx, phi, mt)
+    g_rep, _ = reptile_task_grad(ctx, phi, mt.support, mt.query)
+    for n in phi:
+        assert torch.allclose(g_leap[n], 0.01 * g_rep[n], rtol=1e-9, atol=1e-12)
+
+
+def test_leap_increment_matches_the_formula(setup):
+    rc, tasks = setup
+    ctx = _ctx(rc)
+    phi, mt = scratch_params(rc, 0), tasks[0]
+    r = adapt(phi, lambda p: ctx.parts(p, mt.support), AdaptSettings(steps=2, lr=0.01),
+              record_log=False, keep_trajectory=True)
+    assert len(r.trajectory) == 3
+    (t0, f0, g0), (t1, f1, _) = r.trajectory[0], r.trajectory[1]
+    # trajectory entries are the iterates, their losses and their gradients
+    assert torch.allclose(f0, ctx.loss(phi, mt.support))
+    g_ref = grad(ctx.loss)(phi, mt.support)
+    assert all(torch.allclose(g0[n], g_ref[n]) for n in phi)
+    for stabilise in (False, True):
+        inc = leap_increments(r.trajectory, norm=True, loss_term=True, stabilise=stabilise)[0]
+        df = f1 - f0
+        if stabilise:
+            df = -df.abs()
+        length = torch.sqrt(sum(((t1[n] - t0[n]) ** 2).sum() for n in phi) + df ** 2)
+        for n in phi:
+            expected = ((t0[n] - t1[n]) - df * g0[n]) / length
+            assert torch.allclose(inc[n], expected, rtol=1e-12, atol=1e-15)
+    assert float(f1 - f0) < 0  # the first step descends, so the stabiliser changes nothing
+
+
+@pytest.mark.parametrize("name,kw", [("maml", {}), ("fomaml", {}), ("reptile", {}),
+                                     ("hypernet", {})])
+def test_vmap_meta_gradient_equals_the_per_task_loop(setup, name, kw):
+    rc, tasks = setup
+    method = get_method(name)
+    base = dict(inner_steps=2, inner_lr=0.01, **kw)
+    meta = method.init_meta(_ctx(rc, tasks, **base))
+    g_loop, l_loop = method.meta_grad(meta, tasks, _ctx(rc, tasks, vmap=False, **base))
+    g_vmap, l_vmap = method.meta_grad(meta, tasks, _ctx(rc, tasks, vmap=True, **base))
+    assert torch.allclose(l_loop, l_vmap, rtol=1e-12)
+    for n in meta:
+        assert torch.allclose(g_loop[n], g_vmap[n], rtol=1e-9, atol=1e-13), n
+
+
+def test_every_hypernetwork_parameter_gets_a_gradient(setup):
+    rc, tasks = setup
+    ctx = _ctx(rc, tasks, inner_steps=1, inner_lr=0.01)
+    method = get_method("hypernet")
+    meta = method.init_meta(ctx)
+    g, _ = method.meta_grad(meta, tasks, ctx)
+    assert set(g) == set(meta)
+    for n, v in g.items():
+        assert torch.isfinite(v).all() and v.abs().max() > 0, n
+    # the initialisation depends on the observations, not on their order
+    data = tasks[0].support
+    perm = torch.randperm(data["obs_values"].shape[0], generator=torch.Generator().manual_seed(0))
+    shuffled = dict(data, obs_points=data["obs_points"][perm], obs_values=data["obs_values"][perm])
+    a, b = hyper_initialisation(meta, data, ctx), hyper_initialisation(meta, shuffled, ctx)
+    c = hyper_initialisation(meta, tasks[1].support, ctx)
+    assert all(torch.allclose(a[n], b[n], rtol=1e-12) for n in a)
+    assert not torch.allclose(a["w0"], c["w0"])
+
+
+def test_registry_names_and_errors():
+    assert set(METHODS) == {"scratch", "transfer", "pretrain", "maml", "fomaml", "reptile",
+                            "leap", "hypernet"}
+    with pytest.raises(ValueError, match="valid choices"):
+        get_method("anil")
+    with pytest.raises(ValueError, match="method.meta_batch"):
+        MetaSettings(meta_batch=0)
+    with pytest.raises(ValueError, match="inner_optimizer"):
+        MetaSettings(inner_optimizer="rmsprop")
+    assert np.isfinite(MetaSettings().inner.lr)
