@@ -79,6 +79,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import xarray as xr
+from torch._dynamo.utils import counters
 
 from metapinn.adapt import AdaptSettings, Optimizer, adapt
 from metapinn.config import compose, run_config
@@ -269,14 +270,14 @@ def compile_step(prob: Problem, ref) -> Variant:
         return wall / steps
 
     p0 = [p.detach().clone() for p in prob.params0.values()]
-    zeros = [torch.zeros_like(p) for p in p0]
-    seconds, (loss, grads, *_) = first_call(fn, p0, zeros, zeros, *scalars(0, settings(1)))
+    m, v = ([torch.zeros_like(p) for p in p0] for _ in range(2))
+    seconds, (loss, grads, *_) = first_call(fn, p0, m, v, *scalars(0, settings(1)))
     var = Variant("compile_step", "torch.compile(grad_and_value(loss) + Adam), fullgraph",
                   run, compile_s=seconds)
     var.loss_err, var.grad_err = discrepancy(loss, grads, ref)
     # the update itself: 3 steps against adapt's functional Adam
     ours = adapt(prob.params0, prob.loss_fn, settings(3), progress=False).params
-    cur, m, v = p0, zeros, zeros
+    cur = p0
     for i in range(3):
         _, _, cur, m, v = fn(cur, m, v, *scalars(i, settings(3)))
     var.update_err = max(float((c - o).abs().max())
@@ -522,12 +523,16 @@ def build_variants(prob: Problem, chunk: int, log) -> list[Variant]:
     return variants
 
 
-def time_variants(variants: list[Variant], steps: int, warmup: int, repeats: int):
+def time_variants(variants: list[Variant], steps: int, warmup: int, repeats: int, log):
     for v in variants:
         v.run(warmup)
+    graphs = dict(counters["stats"])
     for _ in range(repeats):
         for v in variants:  # interleaved: load changes hit every variant alike
             v.times.append(v.run(steps))
+    if dict(counters["stats"]) != graphs:
+        log(f"  WARNING: torch.compile recompiled while timing ({graphs} → "
+            f"{dict(counters['stats'])})")
 
 
 def default_steps(n: int) -> int:
@@ -656,7 +661,7 @@ def main(argv=None):
         log(f"N = {prob.n}: building variants")
         variants = build_variants(prob, args.chunk, log)
         log(f"N = {prob.n}: timing {repeats} × {steps} steps per variant")
-        time_variants(variants, steps, warmup, repeats)
+        time_variants(variants, steps, warmup, repeats, log)
         floors[prob.n] = matmul_floor(prob)
         rows[prob.n] = variants
     import deepxde as dde  # imported by the DeepXDE variant

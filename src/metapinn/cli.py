@@ -29,7 +29,8 @@ from .config import ConfigError, RunConfig, compose, meta_settings, run_config
 
 log = logging.getLogger("metapinn")
 
-HYDRA_COMMANDS = ("generate-tasks", "solve", "meta-train", "adapt-tasks", "config")
+HYDRA_COMMANDS = ("generate-tasks", "solve", "meta-train", "adapt-tasks", "taylor-check",
+                  "config")
 
 
 def _setup(rc: RunConfig) -> None:
@@ -122,6 +123,21 @@ def cmd_meta_train(cfg: DictConfig, rc: RunConfig) -> None:
     print(f"wrote {path} and {out_dir / 'history.nc'}")
 
 
+def cmd_taylor_check(cfg: DictConfig, rc: RunConfig) -> None:
+    from .ncio import write_netcdf
+    from .plots import taylor_figure
+    from .taylor import taylor_check
+
+    out = Path(cfg.out) if cfg.out else _experiment_dir(cfg) / "taylor" / f"{rc.pde.name}.nc"
+    ds = taylor_check(rc, k=3)
+    write_netcdf(ds, out, title=f"Taylor check of meta-gradients on {rc.pde.name}",
+                 config=rc.yaml, history="metapinn taylor-check")
+    taylor_figure(out, out.with_suffix(".pdf"), out.with_suffix(".png"))
+    for m, slope in zip(ds.method.values, ds.slope.values, strict=True):
+        print(f"  {m:>8s}: log-log slope {slope:.2f} (expected 2)")
+    print(f"wrote {out} and its figure")
+
+
 def cmd_config(cfg: DictConfig, rc: RunConfig) -> None:
     print(rc.yaml, end="")
 
@@ -143,6 +159,7 @@ commands (Hydra overrides, see config/):
   solve            solve one task (from scratch or init=PATH), print identified coefficients
   meta-train       meta-train method=... on the training tasks → init.pt + history.nc
   adapt-tasks      solve every held-out task of a dataset, write adapt/<pde>/<method>/seed<s>.nc
+  taylor-check     MAML/FOMAML/Reptile Taylor expansions vs exact meta-gradients → taylor.nc
   config           print the resolved configuration
 plain commands:
   plot-convergence --pdf F --png F ADAPT.nc ...   convergence figure of one family
@@ -166,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
             _setup(rc)
             {"generate-tasks": cmd_generate_tasks, "solve": cmd_solve,
              "meta-train": cmd_meta_train, "adapt-tasks": cmd_adapt_tasks,
+             "taylor-check": cmd_taylor_check,
              "config": cmd_config}[command](cfg, rc)
         elif command == "plot-convergence":
             from .plots import convergence_figure

@@ -119,3 +119,31 @@ def taylor_errors(phi: Params, loss_fn, support: TaskData, query: TaskData, k: i
                           {"long_name": "inner learning rate", "units": "1"})},
         attrs={"k": k},
     )
+
+
+def taylor_check(rc, k: int = 3, alphas=None, task_index: int = 0) -> xr.Dataset:
+    """:func:`taylor_errors` on task ``task_index`` of the family, in float64, from the
+    scratch initialisation of ``rc.seed``."""
+    from dataclasses import replace
+
+    from .evaluate import scratch_params
+    from .meta.base import meta_task
+    from .tasks import make_task
+
+    # float64 for the comparison; a few hundred points suffice to exercise every term
+    rc = replace(rc, dtype=torch.float64, n_collocation=min(rc.n_collocation, 256),
+                 n_boundary=min(rc.n_boundary, 64))
+    alphas = np.logspace(-4, -2, 7) if alphas is None else np.asarray(alphas, dtype=float)
+    mt = meta_task(rc, make_task(rc.pde, task_index, rc.tasks), rc.seed)
+
+    def loss(p, d):
+        from .loss import loss_parts
+
+        return loss_parts(p, d, rc.pde, rc.weights)["total"]
+
+    ds = taylor_errors(scratch_params(rc, rc.seed), loss, mt.support, mt.query, k, alphas)
+    ds.attrs.update({"pde": rc.pde.name, "task": task_index, "seed": rc.seed})
+    slope = np.polyfit(np.log(alphas[:4]), np.log(ds.rel_error.values[:, :4].T), 1)[0]
+    ds["slope"] = ("method", slope, {"long_name": "fitted log-log slope over the 4 smallest "
+                                     "alpha", "units": "1"})
+    return ds
