@@ -9,6 +9,7 @@ configfile: os.path.join(workflow.basedir, "workflow", "config.yaml")
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/tasks.smk"
+include: "workflow/rules/meta.smk"
 include: "workflow/rules/adapt.smk"
 include: "workflow/rules/figures.smk"
 

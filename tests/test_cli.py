@@ -20,6 +20,10 @@ TINY = ["experiment=tiny", "pde.n_collocation=128", "pde.n_boundary=32", "pde.n_
     (["solve", "coefficients={nu:0.02,rho:1}"], "coefficients must set exactly ['nu']"),
     (["frobnicate"], "unknown command 'frobnicate'"),
     (["solve", "task"], "not of the form key=value"),
+    (["solve", "device=tpu"], "unknown device 'tpu'; valid choices: cpu, cuda, auto"),
+    (["meta-train", "method=anil"], "unknown method 'anil'; valid choices:"),
+    (["meta-train", "method=maml", "method.meta_batch=0"], "method.meta_batch must be ≥ 1"),
+    (["meta-train", "method=maml", "method.inner_optimizer=lbfgs"], "inner_optimizer"),
 ])
 def test_bad_input_names_the_problem(capsys, args, needle):
     assert main(args) == 2
@@ -58,3 +62,15 @@ def test_adapt_tasks_rejects_a_dataset_of_another_family(tmp_path, capsys):
                  f"out={tmp_path}/a.nc"]) == 2
     assert "holds 'burgers' tasks, not 'cdr'" in capsys.readouterr().err
     assert not (tmp_path / "a.nc").exists()
+
+
+def test_device_auto_and_cuda(capsys):
+    import torch
+
+    from metapinn.config import compose, run_config
+
+    rc = run_config(compose(["device=auto"]))
+    assert rc.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        assert main(["solve", "device=cuda"]) == 2
+        assert "CUDA is not available" in capsys.readouterr().err

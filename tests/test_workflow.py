@@ -26,8 +26,9 @@ def test_dry_run_job_counts(tmp_path):
         parts = line.split()
         if len(parts) == 2 and parts[1].isdigit() and not parts[0].endswith(":"):
             counts[parts[0]] = int(parts[1])
-    assert counts == {"generate_tasks": 3, "adapt": 3, "convergence_figure": 3, "all": 1,
-                      "total": 10}
+    # 3 families × (7 meta-trained methods + scratch) × 1 seed
+    assert counts == {"generate_tasks": 3, "meta_train": 21, "adapt": 24, "taylor_check": 3,
+                      "convergence_figure": 3, "all": 1, "total": 55}
 
 
 def test_bad_workflow_config_is_named(tmp_path):
@@ -43,11 +44,19 @@ def test_tiny_pipeline_end_to_end(tmp_path):
     r = _snakemake(tmp_path, "--cores", "2", "--config", "experiment=tiny")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     out = tmp_path / "results" / "tiny"
+    methods = ("scratch", "transfer", "pretrain", "maml", "fomaml", "reptile", "leap",
+               "hypernet")
     for pde in ("burgers", "cdr", "darcy"):
-        ds = read_netcdf(out / "adapt" / pde / "scratch" / "seed0.nc")
-        assert ds.sizes["task"] == 2 and list(ds.split.values) == ["test", "test"]
-        assert set(ds.data_vars) >= {"loss", "u_rel_l2", "coef_rel_err", "wall_time"}
-        assert ds.attrs["method"] == "scratch" and "experiment" in ds.attrs["config"]
+        for method in methods:
+            ds = read_netcdf(out / "adapt" / pde / method / "seed0.nc")
+            assert ds.sizes["task"] == 2 and list(ds.split.values) == ["test", "test"]
+            assert set(ds.data_vars) >= {"loss", "u_rel_l2", "coef_rel_err", "wall_time"}
+            assert ds.attrs["method"] == method and "experiment" in ds.attrs["config"]
+            if method != "scratch":
+                hist = read_netcdf(out / "meta" / pde / method / "seed0" / "history.nc")
+                assert "meta_loss" in hist
+        taylor = read_netcdf(out / "taylor" / f"{pde}.nc")
+        assert ((taylor.slope.values > 1.7) & (taylor.slope.values < 2.3)).all()
         pdf = (out / "figures" / f"convergence_{pde}.pdf").read_bytes()
         png = (out / "figures" / f"convergence_{pde}.png").read_bytes()
         assert pdf.startswith(b"%PDF") and len(pdf) > 2000

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 import xarray as xr
 
-from .nets import Params, mlp
+from .loss import solution
+from .nets import Params
 from .pdes import PDEFamily
 from .tasks import Task
 
@@ -125,7 +126,7 @@ class Evaluator:
 
     @torch.no_grad()
     def __call__(self, params: Params) -> dict[str, np.ndarray | float]:
-        u = mlp(params, self.points, self.pde.bounds).double().cpu().numpy()
+        u = solution(params, self.points, self.pde).double().cpu().numpy()
         theta = self.pde.from_param(params["coef"].detach().double().cpu().numpy())
         return {
             "u_rel_l2": float(np.linalg.norm(u - self.u_ref) / self.u_norm),

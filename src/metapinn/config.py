@@ -75,6 +75,26 @@ def compose(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
         raise ConfigError(f"invalid configuration: {msg} {cause}".strip()) from None
     except OverrideParseException as e:
         raise ConfigError(f"cannot parse override: {e}") from None
+    return _apply_method_overrides(cfg, overrides)
+
+
+def _apply_method_overrides(cfg: DictConfig, overrides) -> DictConfig:
+    """Merge ``experiment.method_overrides[<method>]`` (per-method budgets of an experiment)
+    into ``cfg.method``; ``method.*`` overrides on the command line still win."""
+    per_method = cfg.experiment.get("method_overrides") or {}
+    extra = per_method.get(cfg.method.name)
+    if not extra:
+        return cfg
+    unknown = set(extra) - set(cfg.method)
+    if unknown:
+        raise ConfigError(f"experiment.method_overrides.{cfg.method.name}: unknown setting(s) "
+                          f"{sorted(unknown)}; valid keys: {', '.join(sorted(cfg.method))}")
+    cli = [o for o in overrides if o.split("=", 1)[0].startswith("method.")]
+    OmegaConf.set_struct(cfg, False)
+    cfg.method = OmegaConf.merge(cfg.method, extra)
+    if cli:
+        cfg.method = OmegaConf.merge(cfg.method, OmegaConf.from_dotlist(cli).method)
+    OmegaConf.set_struct(cfg, True)
     return cfg
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .nets import Params, mlp, mlp_derivatives
+from .nets import Params, mlp, mlp_derivatives, parse_derivative
 from .pdes import PDEFamily
 
 TaskData = dict[str, torch.Tensor]
@@ -34,6 +34,35 @@ class LossWeights:
                 raise ValueError(f"loss weight {name} must be ≥ 0, got {getattr(self, name)}")
 
 
+def solution(params: Params, points: torch.Tensor, pde: PDEFamily) -> torch.Tensor:
+    """The PINN's u at ``points``: the network, times the family's ansatz factor if any."""
+    u = mlp(params, points, pde.bounds)
+    g = pde.ansatz(points)
+    return u if g is None else g["u"] * u
+
+
+def solution_derivatives(params: Params, points: torch.Tensor,
+                         pde: PDEFamily) -> dict[str, torch.Tensor]:
+    """u and the input derivatives the residual needs, with the product rule applied to
+    u = g·N where the family has an ansatz factor g (:meth:`PDEFamily.ansatz`)."""
+    g = pde.ansatz(points)
+    if g is None:
+        return mlp_derivatives(params, points, pde.bounds, pde.inputs, pde.derivatives)
+    multi = {n: parse_derivative(n, pde.inputs) for n in pde.derivatives}
+    firsts = {f"u_{pde.inputs[i]}" for m in multi.values() for i in m}
+    n = mlp_derivatives(params, points, pde.bounds, pde.inputs,
+                        tuple(sorted(set(pde.derivatives) | firsts)))
+    out = {"u": g["u"] * n["u"]}
+    for name, m in multi.items():
+        if len(m) == 1:
+            out[name] = g[name] * n["u"] + g["u"] * n[name]
+        else:
+            di, dj = f"u_{pde.inputs[m[0]]}", f"u_{pde.inputs[m[1]]}"
+            out[name] = (g[name] * n["u"] + g[di] * n[dj] + g[dj] * n[di]
+                         + g["u"] * n[name])
+    return out
+
+
 def loss_parts(params: Params, data: TaskData, pde: PDEFamily,
                weights: LossWeights) -> dict[str, torch.Tensor]:
     """The three loss terms (unweighted) and their weighted sum ``"total"``.
@@ -47,13 +76,13 @@ def loss_parts(params: Params, data: TaskData, pde: PDEFamily,
     """
     theta = pde.from_param(params["coef"])
     colloc = data["colloc"]
-    d = mlp_derivatives(params, colloc, pde.bounds, pde.inputs, pde.derivatives)
+    d = solution_derivatives(params, colloc, pde)
     r = pde.residual(d, theta, colloc)
 
     # one plain forward pass for every point that needs only u
     nb, npair = data["bc_points"].shape[0], data["pair_a"].shape[0]
     pts = torch.cat([data["bc_points"], data["pair_a"], data["pair_b"], data["obs_points"]])
-    u = mlp(params, pts, pde.bounds)
+    u = solution(params, pts, pde)
     b_err = torch.cat([u[:nb] - data["bc_values"], u[nb:nb + npair] - u[nb + npair:nb + 2 * npair]])
     d_err = u[nb + 2 * npair:] - data["obs_values"]
 

@@ -1,15 +1,16 @@
 rule adapt:
     input:
-        tasks=f"{OUT}/tasks/{{pde}}.nc",
+        unpack(adapt_inputs),
     output:
         f"{OUT}/adapt/{{pde}}/{{method}}/seed{{seed}}.nc",
     log:
         f"{LOGS}/adapt/{{pde}}/{{method}}/seed{{seed}}.log",
     params:
         hydra=hydra_args,
+        init=lambda wc, input: f"init={input.init}" if "init" in input.keys() else "",
     threads: THREADS
     conda:
         "../envs/metapinn.yaml"
     shell:
         "metapinn adapt-tasks {params.hydra} method={wildcards.method} seed={wildcards.seed}"
-        " tasks_file={input.tasks} out={output} > {log} 2>&1"
+        " tasks_file={input.tasks} {params.init} out={output} > {log} 2>&1"

@@ -19,6 +19,8 @@ PDES, METHODS, SEEDS = EXP["pdes"], EXP["methods"], [int(s) for s in EXP["seeds"
 OUT = f"results/{EXPERIMENT}"
 LOGS = f"logs/{EXPERIMENT}"
 THREADS = int(config["threads"])
+DEVICE = config.get("device", "cpu")
+META_METHODS = [m for m in METHODS if m != "scratch"]
 
 
 wildcard_constraints:
@@ -29,8 +31,18 @@ wildcard_constraints:
 
 def hydra_args(wildcards):
     """The Hydra overrides every job of this experiment shares."""
-    return f"experiment={EXPERIMENT} pde={wildcards.pde} threads={THREADS}"
+    return f"experiment={EXPERIMENT} pde={wildcards.pde} threads={THREADS} device={DEVICE}"
+
+
+def adapt_inputs(wildcards):
+    """Every method but scratch adapts from its meta-trained init.pt."""
+    inputs = {"tasks": f"{OUT}/tasks/{wildcards.pde}.nc"}
+    if wildcards.method != "scratch":
+        inputs["init"] = f"{OUT}/meta/{wildcards.pde}/{wildcards.method}/seed{wildcards.seed}/init.pt"
+    return inputs
 
 
 def all_targets():
-    return expand(f"{OUT}/figures/convergence_{{pde}}.{{ext}}", pde=PDES, ext=["pdf", "png"])
+    return expand(f"{OUT}/figures/convergence_{{pde}}.{{ext}}", pde=PDES, ext=["pdf", "png"]) + expand(
+        f"{OUT}/taylor/{{pde}}.{{ext}}", pde=PDES, ext=["pdf", "png"]
+    )

@@ -153,6 +153,14 @@ class PDEFamily(ABC):
                 space-dependent terms, e.g. Darcy's a(x, y)).
         """
 
+    def ansatz(self, points: torch.Tensor) -> dict[str, torch.Tensor] | None:
+        """Optional hard-constraint factor: the PINN's u is g(x)·N(x) instead of N(x).
+
+        Returns ``None`` (plain network) or ``{"u": g, "u_x": g_x, …}`` with g and every
+        first and second derivative of g that :attr:`derivatives` involves.
+        """
+        return None
+
     # ----- reference ---------------------------------------------------------------------
     @abstractmethod
     def grid(self) -> dict[str, np.ndarray]:
