@@ -139,3 +139,18 @@ def test_short_pinn_solve_lowers_the_loss_and_logs_errors():
     assert ev["u_rel_l2"] == pytest.approx(float(ds.u_rel_l2[-1]))
     # the scratch initial guess is the prior's geometric mean
     assert ds.coef_estimate.values[0, 0] == pytest.approx(np.sqrt(0.01 * 0.1), rel=1e-6)
+
+
+def test_coefficient_learning_rate_factor():
+    """With SGD, the coefficient entry moves coef_lr_factor times further per step."""
+    def loss_fn(p):
+        return {"total": (p["w"] ** 2).sum() + (p["coef"] ** 2).sum()}
+
+    p0 = {"w": torch.ones(3, dtype=torch.float64), "coef": torch.ones(2, dtype=torch.float64)}
+    for foreach_path in (False, True):
+        s = AdaptSettings(steps=1, lr=0.1, optimizer="sgd", coef_lr_factor=3.0)
+        out = adapt(p0, loss_fn, s, differentiable=not foreach_path, record_log=False).params
+        assert torch.allclose(out["w"], torch.full((3,), 1 - 0.1 * 2, dtype=torch.float64))
+        assert torch.allclose(out["coef"], torch.full((2,), 1 - 0.3 * 2, dtype=torch.float64))
+    with pytest.raises(ValueError, match="coef_lr_factor"):
+        AdaptSettings(coef_lr_factor=0)

@@ -74,3 +74,13 @@ def test_device_auto_and_cuda(capsys):
     if not torch.cuda.is_available():
         assert main(["solve", "device=cuda"]) == 2
         assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_experiment_method_overrides_and_command_line_precedence():
+    from metapinn.config import compose
+
+    cfg = compose(["experiment=quick", "method=maml"])
+    assert cfg.method.outer_steps == 40 and cfg.method.inner_lr == 0.01
+    cfg = compose(["experiment=quick", "method=maml", "method.outer_steps=7"])
+    assert cfg.method.outer_steps == 7 and cfg.method.inner_steps == 3
+    assert compose(["experiment=quick", "method=scratch"]).method.outer_steps == 0

@@ -45,13 +45,15 @@ class Optimizer:
         zeros = [torch.zeros_like(p) for p in params]
         return (0, zeros, [z.clone() for z in zeros])
 
-    def update(self, params, grads, state, lr: float, foreach: bool = True):
-        """One step. ``foreach`` uses the fused multi-tensor kernels (not vmap-able); the
-        per-tensor path is the same arithmetic and works under ``torch.func`` transforms."""
+    def update(self, params, grads, state, lr, foreach: bool = True):
+        """One step with learning rate ``lr`` (a float, or one per tensor). ``foreach`` uses
+        the fused multi-tensor kernels (not vmap-able); the per-tensor path is the same
+        arithmetic and works under ``torch.func`` transforms."""
+        lrs = list(lr) if isinstance(lr, list | tuple) else [lr] * len(params)
         if self.name == "sgd":
             if foreach:
-                return torch._foreach_add(params, grads, alpha=-lr), state
-            return [p - lr * g for p, g in zip(params, grads, strict=True)], state
+                return torch._foreach_sub(params, torch._foreach_mul(grads, lrs)), state
+            return [p - a * g for p, g, a in zip(params, grads, lrs, strict=True)], state
         t, m, v = state
         b1, b2 = self.betas
         t += 1
@@ -60,12 +62,12 @@ class Optimizer:
             m = torch._foreach_add(torch._foreach_mul(m, b1), grads, alpha=1 - b1)
             v = torch._foreach_addcmul(torch._foreach_mul(v, b2), grads, grads, value=1 - b2)
             denom = torch._foreach_add(torch._foreach_div(torch._foreach_sqrt(v), c2), self.eps)
-            params = torch._foreach_addcdiv(params, m, denom, value=-lr / c1)
+            params = torch._foreach_addcdiv(params, m, denom, [-a / c1 for a in lrs])
             return params, (t, m, v)
         m = [b1 * mi + (1 - b1) * g for mi, g in zip(m, grads, strict=True)]
         v = [b2 * vi + (1 - b2) * g * g for vi, g in zip(v, grads, strict=True)]
-        params = [p - (lr / c1) * mi / (vi.sqrt() / c2 + self.eps)
-                  for p, mi, vi in zip(params, m, v, strict=True)]
+        params = [p - (a / c1) * mi / (vi.sqrt() / c2 + self.eps)
+                  for p, mi, vi, a in zip(params, m, v, lrs, strict=True)]
         return params, (t, m, v)
 
 
@@ -84,6 +86,8 @@ class AdaptSettings:
         optimizer: ``adam`` or ``sgd``.
         lbfgs_steps: L-BFGS iterations after the first-order steps (evaluation only).
         log_every: evaluation interval in steps (the last step is always logged).
+        coef_lr_factor: learning rate of the unknown coefficients (``"coef"``) relative to
+            the network's.
     """
 
     steps: int = 2000
@@ -92,6 +96,7 @@ class AdaptSettings:
     optimizer: str = "adam"
     lbfgs_steps: int = 0
     log_every: int = 100
+    coef_lr_factor: float = 1.0
 
     def __post_init__(self):
         if self.steps < 0 or self.lbfgs_steps < 0:
@@ -103,6 +108,8 @@ class AdaptSettings:
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown adapt.optimizer {self.optimizer!r}; valid choices: "
                              f"{', '.join(OPTIMIZERS)}")
+        if self.coef_lr_factor <= 0:
+            raise ValueError(f"adapt.coef_lr_factor must be > 0, got {self.coef_lr_factor}")
         if self.log_every < 1:
             raise ValueError(f"adapt.log_every must be ≥ 1, got {self.log_every}")
 
@@ -208,10 +215,11 @@ def adapt(params: Params, loss_fn: LossFn, settings: AdaptSettings, *,
         return parts["total"], parts
 
     func_grad = torch.func.grad(total_and_parts, has_aux=True)
+    factors = [settings.coef_lr_factor if k == "coef" else 1.0 for k in names]
     for step in range(settings.steps):
         t0 = time.perf_counter()
         prev = cur
-        lr = settings.lr_at(step)
+        lr = [settings.lr_at(step) * f for f in factors]
         if differentiable:
             g, parts = func_grad(as_dict(cur))
             cur, state = opt.update(cur, [g[k] for k in names], state, lr, foreach=False)
