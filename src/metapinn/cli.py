@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -152,7 +153,7 @@ def _plain_parser() -> argparse.ArgumentParser:
 
 USAGE = f"""metapinn {__version__}: meta-learned PINN initialisations for inverse PDE problems
 
-usage: metapinn <command> [key=value ...]
+usage: metapinn <command> [--config-dir=DIR] [key=value ...]
 
 commands (Hydra overrides, see config/):
   generate-tasks   draw a family's tasks and write tasks/<pde>.nc
@@ -176,6 +177,20 @@ def main(argv: list[str] | None = None) -> int:
         print(__version__)
         return 0
     command, rest = argv[0], argv[1:]
+    saved = os.environ.get("METAPINN_CONFIG_DIR")
+    for arg in [a for a in rest if a.startswith("--config-dir=")]:
+        os.environ["METAPINN_CONFIG_DIR"] = arg.split("=", 1)[1]
+        rest.remove(arg)
+    try:
+        return _run(command, rest)
+    finally:
+        if saved is None:
+            os.environ.pop("METAPINN_CONFIG_DIR", None)
+        else:
+            os.environ["METAPINN_CONFIG_DIR"] = saved
+
+
+def _run(command: str, rest: list[str]) -> int:
     try:
         if command in HYDRA_COMMANDS:
             cfg = compose(rest)

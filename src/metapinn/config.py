@@ -31,9 +31,12 @@ class ConfigError(ValueError):
 def config_dir() -> Path:
     """The Hydra config folder: ``$METAPINN_CONFIG_DIR``, the packaged copy, or the repo's."""
     env = os.environ.get("METAPINN_CONFIG_DIR")
-    candidates = [Path(env)] if env else []
+    if env:
+        if not (Path(env) / "config.yaml").is_file():
+            raise ConfigError(f"--config-dir / METAPINN_CONFIG_DIR {env!r} has no config.yaml")
+        return Path(env)
     here = Path(__file__).resolve().parent
-    candidates += [here / "_config", here.parents[1] / "config"]
+    candidates = [here / "_config", here.parents[1] / "config"]
     for c in candidates:
         if (c / "config.yaml").is_file():
             return c

@@ -7,6 +7,8 @@ from snakemake.utils import validate
 validate(config, "../schemas/config.schema.yaml")
 
 EXPERIMENT = config["experiment"]
+# every job reads the Hydra configuration of this checkout, not of wherever metapinn is installed
+CONFIG_DIR = Path(workflow.basedir) / "config"
 _exp_dir = Path(workflow.basedir) / "config" / "experiment"
 _exp_file = _exp_dir / f"{EXPERIMENT}.yaml"
 if not _exp_file.is_file():
@@ -31,7 +33,10 @@ wildcard_constraints:
 
 def hydra_args(wildcards):
     """The Hydra overrides every job of this experiment shares."""
-    return f"experiment={EXPERIMENT} pde={wildcards.pde} threads={THREADS} device={DEVICE}"
+    return (
+        f"--config-dir={CONFIG_DIR} experiment={EXPERIMENT} pde={wildcards.pde}"
+        f" threads={THREADS} device={DEVICE}"
+    )
 
 
 def adapt_inputs(wildcards):
