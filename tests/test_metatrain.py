@@ -71,3 +71,11 @@ def test_reptile_beats_scratch_on_held_out_burgers_tasks(tmp_path):
 
     scratch, reptile = final_losses(None), final_losses(init)
     assert np.median(reptile) < 0.3 * np.median(scratch), (reptile, scratch)
+
+
+def test_diverging_inner_loop_stops_with_a_clear_error(tmp_path):
+    rc, _, path = _setup(tmp_path, ["model.hidden=[8,8]", "pde.n_collocation=64"])
+    ms = MetaSettings(name="maml", outer_steps=3, meta_batch=2, inner_steps=3, inner_lr=1e6)
+    with pytest.raises(FloatingPointError, match="lower method.inner_lr"):
+        meta_train(rc, ms, path, tmp_path / "nan")
+    assert not (tmp_path / "nan" / "init.pt").exists()

@@ -211,7 +211,7 @@ def _run(command: str, rest: list[str]) -> int:
             print(f"error: unknown command {command!r}; valid commands: {valid}",
                   file=sys.stderr)
             return 2
-    except (ConfigError, ValueError, FileNotFoundError) as e:
+    except (ConfigError, ValueError, FileNotFoundError, FloatingPointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -131,6 +131,7 @@ class RunConfig:
     n_boundary: int
     threshold_u: float
     threshold_coef: float
+    loss_scale: float
     seed: int
     dtype: torch.dtype
     device: torch.device
@@ -182,6 +183,7 @@ def run_config(cfg: DictConfig) -> RunConfig:
             n_collocation=int(p.n_collocation), n_boundary=int(p.n_boundary),
             threshold_u=float(p.threshold.u_rel_l2),
             threshold_coef=float(p.threshold.coef_rel_err),
+            loss_scale=float(p.get("loss_scale", 1.0)),
             seed=int(cfg.seed), dtype=_dtype(cfg.dtype), device=_device(cfg.device),
             threads=int(cfg.threads),
             yaml=OmegaConf.to_yaml(cfg, resolve=True),
@@ -193,6 +195,8 @@ def run_config(cfg: DictConfig) -> RunConfig:
     if rc.n_collocation < 1 or rc.n_boundary < 4:
         raise ConfigError(f"pde.n_collocation must be ≥ 1 and pde.n_boundary ≥ 4, "
                           f"got {rc.n_collocation}, {rc.n_boundary}")
+    if rc.loss_scale <= 0:
+        raise ConfigError(f"pde.loss_scale must be > 0, got {rc.loss_scale}")
     if rc.seed < 0:
         raise ConfigError(f"seed must be ≥ 0, got {rc.seed}")
     return rc

@@ -124,6 +124,13 @@ def meta_train(rc: RunConfig, ms: MetaSettings, tasks_file: str | Path, out_dir:
             pick = rng.choice(len(ctx.train), ms.meta_batch, replace=False)
             batch = [ctx.train[i] for i in np.sort(pick)]
             grads, loss = method.meta_grad({k: v.detach() for k, v in meta.items()}, batch, ctx)
+            bad = [k for k, g in grads.items() if not torch.isfinite(g).all()]
+            if not torch.isfinite(loss) or bad:
+                raise FloatingPointError(
+                    f"{rc.pde.name}/{ms.name}: meta-loss {float(loss):.3g} or meta-gradient "
+                    f"of {bad or 'nothing'} is not finite at outer step {step + 1}; the inner "
+                    f"loop diverged — lower method.inner_lr (now {ms.inner_lr}, scaled by "
+                    f"1/pde.loss_scale for SGD) or method.outer_lr")
             for k, v in meta.items():
                 v.grad = grads[k].detach().to(v.dtype)
             opt.step()

@@ -16,7 +16,7 @@ The inner loop is always :func:`metapinn.adapt.adapt`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -118,10 +118,19 @@ class Context:
     def parts(self, params: Params, data: TaskData) -> dict[str, torch.Tensor]:
         return loss_parts(params, data, self.rc.pde, self.rc.weights)
 
+    @property
+    def inner(self) -> AdaptSettings:
+        """The inner loop of meta-training. Plain SGD steps are not scale-invariant, so
+        their learning rate is divided by the family's loss scale (``pde.loss_scale``)."""
+        inner = self.ms.inner
+        if inner.optimizer == "sgd" and self.rc.loss_scale != 1.0:
+            inner = replace(inner, lr=inner.lr / self.rc.loss_scale)
+        return inner
+
     def inner_adapt(self, params: Params, data: TaskData, functional: bool = True,
                     settings: AdaptSettings | None = None) -> Params:
         """k inner steps on ``data`` with the shared inner loop (graph kept if functional)."""
-        return adapt(params, lambda p: self.parts(p, data), settings or self.ms.inner,
+        return adapt(params, lambda p: self.parts(p, data), settings or self.inner,
                      differentiable=functional, record_log=False).params
 
 

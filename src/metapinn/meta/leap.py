@@ -46,7 +46,7 @@ def leap_increments(trajectory, norm: bool, loss_term: bool, stabilise: bool) ->
 
 def leap_task_grad(ctx: Context, phi: Params, mt: MetaTask):
     ms = ctx.ms
-    result = adapt(phi, lambda p: ctx.parts(p, mt.support), ms.inner, record_log=False,
+    result = adapt(phi, lambda p: ctx.parts(p, mt.support), ctx.inner, record_log=False,
                    keep_trajectory=True)
     incs = leap_increments(result.trajectory, ms.leap_norm, ms.leap_loss_term,
                            ms.leap_stabilise)
