@@ -115,27 +115,33 @@ def mlp_derivatives(params: Params, points: torch.Tensor, bounds, inputs: Sequen
 
     z0, scale = _normalise(points, bounds)
     L = n_layers(params)
-    w, b = params["w0"], params["b0"]
+    if L < 2:
+        raise ValueError("mlp_derivatives needs at least one hidden layer")
     N = points.shape[0]
-    # first layer: value, first derivatives w[:, i]·scale_i (constant), no second derivatives
+    w, b = params["w0"], params["b0"]
+    # first layer: value z0 W^T + b; first derivatives are the constant rows W[:, i]·scale_i
+    # (broadcast over points); second derivatives vanish. Streams are kept as a list of
+    # (N, width) tensors (basic slicing only: no gathers, no zero-filled scatter in backward)
+    # and concatenated into one (K·N, width) matrix product per layer.
     v = z0 @ w.T + b
-    d = (w[:, firsts] * scale[firsts]).T[:, None, :].expand(n1, N, w.shape[0])
-    s = None
+    d = [w[:, i] * scale[i] for i in firsts]
+    s: list[torch.Tensor] = []
     for layer in range(1, L):
         t = torch.tanh(v)
         t1 = 1.0 - t * t
         t2 = -2.0 * t * t1
-        s_new = t2 * d[ii] * d[jj] if n2 else None
-        if s is not None:
-            s_new = s_new + t1 * s
-        d = t1 * d
+        s_new = []
+        for k, (a, c) in enumerate(zip(ii, jj, strict=True)):
+            term = t2 * (d[a] * d[c])
+            s_new.append(term + t1 * s[k] if s else term)
+        d = [t1 * di for di in d]
         s = s_new
         w, b = params[f"w{layer}"], params[f"b{layer}"]
-        stacked = torch.cat([t[None], d] + ([s] if n2 else []), dim=0) @ w.T
-        v = stacked[0] + b
-        d = stacked[1:1 + n1]
-        s = stacked[1 + n1:] if n2 else None
+        parts = (torch.cat([t, *d, *s], dim=0) @ w.T).split(N)  # split: backward is a cat
+        v = parts[0] + b
+        d = list(parts[1:1 + n1])
+        s = list(parts[1 + n1:])
     out = {"u": v[:, 0]}
     for name, m in zip(names, multi, strict=True):
-        out[name] = d[pos[m[0]], :, 0] if len(m) == 1 else s[seconds.index(m), :, 0]
+        out[name] = d[pos[m[0]]][:, 0] if len(m) == 1 else s[seconds.index(m)][:, 0]
     return out
