@@ -273,6 +273,14 @@ class Variant:
     def ms(self) -> float:
         return 1e3 * statistics.median(self.times) if self.times else math.nan
 
+    @property
+    def ms_min(self) -> float:
+        return 1e3 * min(self.times) if self.times else math.nan
+
+    @property
+    def ms_max(self) -> float:
+        return 1e3 * max(self.times) if self.times else math.nan
+
 
 def settings(steps: int) -> AdaptSettings:
     return AdaptSettings(steps=steps, lr=LR, log_every=steps)
@@ -687,16 +695,17 @@ def tables(rows: dict[int, list[Variant]], floors, flops) -> str:
         best = min(ours, key=lambda v: v.ms)
         lines.append(f"| {n} | {dx:.1f} | {ship:.1f} | {ship / dx:.2f} | {best.name} | "
                      f"{best.ms:.1f} | {best.ms / dx:.2f} | {floors[n][1] * 1e3:.1f} |")
-    lines += ["", "| N | variant | ms/step | ÷ DeepXDE | × floor | compile s | check "
-              "(Δloss, Δgrad) |", "|---:|---|---:|---:|---:|---:|---|"]
+    lines += ["", "| N | variant | ms/step | min–max | ÷ DeepXDE | × floor | compile s | check "
+              "(Δloss, Δgrad) |", "|---:|---|---:|---:|---:|---:|---:|---|"]
     for n, vs in rows.items():
         dx, floor = ms_of(vs, "deepxde"), floors[n][1] * 1e3
         for v in vs:
             comp = "–" if math.isnan(v.compile_s) else f"{v.compile_s:.1f}"
             check = "reference" if v.name == "metapinn" else \
                 f"{'ok' if v.ok else 'MISMATCH'} ({v.loss_err:.0e}, {v.grad_err:.0e})"
-            lines.append(f"| {n} | {v.name} | {v.ms:.1f} | {v.ms / dx:.2f} | {v.ms / floor:.1f} "
-                         f"| {comp} | {check} |")
+            spread = f"{v.ms_min:.1f}–{v.ms_max:.1f}"
+            lines.append(f"| {n} | {v.name} | {v.ms:.1f} | {spread} | {v.ms / dx:.2f} | "
+                         f"{v.ms / floor:.1f} | {comp} | {check} |")
     lines += ["", "Matmul floor of one Taylor-mode step (every matmul of forward + backward "
               "as bare torch.mm of the same shapes) and the matmul work that "
               "torch.profiler counts in one step:",
@@ -722,6 +731,7 @@ def write_results(rows: dict[int, list[Variant]], floors, flops, info, text: str
         return a
 
     ms = grid("ms")
+    lo, hi = grid("ms_min"), grid("ms_max")
     dx = ms[:, names.index("deepxde")] if "deepxde" in names else np.full(len(sizes), np.nan)
     floor_ms = np.array([floors[n][1] * 1e3 for n in sizes])
     dims = ("size", "variant")
@@ -732,6 +742,8 @@ def write_results(rows: dict[int, list[Variant]], floors, flops, info, text: str
     ds = xr.Dataset(
         {
             "ms_per_step": var(dims, ms, "median wall time per training step", "ms"),
+            "ms_min": var(dims, lo, "fastest block's wall time per training step", "ms"),
+            "ms_max": var(dims, hi, "slowest block's wall time per training step", "ms"),
             "ratio_to_deepxde": var(dims, ms / dx[:, None], "time per step relative to DeepXDE",
                                     "1"),
             "times_floor": var(dims, ms / floor_ms[:, None],
@@ -807,6 +819,11 @@ def main(argv=None):
     print(f"\n{info['date']}; {info['nproc']} CPUs ({info['cpu']}); torch {info['torch']}, "
           f"DeepXDE {info['deepxde']}; {args.threads} threads; load average "
           f"{info['load_before']} → {info['load_after']}; {time.perf_counter() - start:.0f} s")
+    cores = os.cpu_count() or 1  # the run itself adds about `threads` to the load average
+    if float(load_before.split()[0]) > cores - args.threads + 0.5 \
+            or os.getloadavg()[0] > cores + 0.5:
+        log(f"WARNING: load average {load_before} → {load()} with {args.threads} of {cores} "
+            "cores in use: other processes competed for the cores; the times are unreliable")
     write_results(rows, floors, flops, info, text, args.out)
 
 

@@ -154,3 +154,18 @@ def test_coefficient_learning_rate_factor():
         assert torch.allclose(out["coef"], torch.full((2,), 1 - 0.3 * 2, dtype=torch.float64))
     with pytest.raises(ValueError, match="coef_lr_factor"):
         AdaptSettings(coef_lr_factor=0)
+
+
+@pytest.mark.slow
+def test_compiled_loss_gives_the_same_steps():
+    rc = run_config(compose(["model.hidden=[16,16]", "pde.n_collocation=256",
+                             "adapt.steps=5", "adapt.log_every=1"]))
+    task = make_task(rc.pde, 0, TaskSettings(n_obs=50))
+    eager = solve_task(rc, task, scratch_params(rc, 0))
+    rc_c = run_config(compose(["model.hidden=[16,16]", "pde.n_collocation=256",
+                               "adapt.steps=5", "adapt.log_every=1", "adapt.compile=true"]))
+    compiled = solve_task(rc_c, task, scratch_params(rc_c, 0))
+    for a, b in zip(eager.records, compiled.records, strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
+    for k in eager.params:
+        assert torch.allclose(eager.params[k], compiled.params[k], rtol=1e-4, atol=1e-6)

@@ -12,7 +12,7 @@ TINY = ["experiment=tiny", "pde.n_collocation=128", "pde.n_boundary=32", "pde.n_
     (["solve", "pde=heat"], "unknown pde 'heat'; valid choices: burgers, cdr, darcy"),
     (["solve", "adapt.steps=-3"], "adapt.steps"),
     (["solve", "foo=1"], "unknown setting 'foo'; valid keys: adapt,"),
-    (["solve", "adapt.stepz=1"], "valid keys under 'adapt': coef_lr_factor, lbfgs_steps"),
+    (["solve", "adapt.stepz=1"], "valid keys under 'adapt': coef_lr_factor, compile, lbfgs_steps"),
     (["solve", "dtype=float16"], "unknown dtype 'float16'"),
     (["solve", "model.hidden=[]"], "model.hidden"),
     (["solve", "seed=-1"], "seed must be ≥ 0"),

@@ -88,6 +88,9 @@ class AdaptSettings:
         log_every: evaluation interval in steps (the last step is always logged).
         coef_lr_factor: learning rate of the unknown coefficients (``"coef"``) relative to
             the network's.
+        compile: ``torch.compile`` the loss (forward and backward fused by Inductor) in the
+            non-differentiable path: about 2× faster per step on CPU
+            (``benchmarks/step_time.py``), for a compile time of several seconds per process.
     """
 
     steps: int = 2000
@@ -97,6 +100,7 @@ class AdaptSettings:
     lbfgs_steps: int = 0
     log_every: int = 100
     coef_lr_factor: float = 1.0
+    compile: bool = False
 
     def __post_init__(self):
         if self.steps < 0 or self.lbfgs_steps < 0:
@@ -215,6 +219,9 @@ def adapt(params: Params, loss_fn: LossFn, settings: AdaptSettings, *,
         return parts["total"], parts
 
     func_grad = torch.func.grad(total_and_parts, has_aux=True)
+    eager_loss = loss_fn
+    if settings.compile and not differentiable:
+        loss_fn = torch.compile(loss_fn, fullgraph=True, dynamic=False)
     factors = [settings.coef_lr_factor if k == "coef" else 1.0 for k in names]
     for step in range(settings.steps):
         t0 = time.perf_counter()
@@ -254,7 +261,7 @@ def adapt(params: Params, loss_fn: LossFn, settings: AdaptSettings, *,
         for step in range(settings.steps, total):
             if logged(step):
                 with torch.no_grad():
-                    record(step, loss_fn(as_dict(cur)), cur)
+                    record(step, eager_loss(as_dict(cur)), cur)
             t0 = time.perf_counter()
             lbfgs.step(closure)
             result.wall_time += time.perf_counter() - t0
@@ -265,10 +272,10 @@ def adapt(params: Params, loss_fn: LossFn, settings: AdaptSettings, *,
     if keep_trajectory:
         with torch.no_grad():
             result.trajectory.append((as_dict([p.detach() for p in cur]),
-                                      loss_fn(as_dict(cur))["total"].detach(), None))
+                                      eager_loss(as_dict(cur))["total"].detach(), None))
     if record_log:
         with torch.no_grad():
-            final = loss_fn(as_dict(cur))
+            final = eager_loss(as_dict(cur))
         record(total, final, cur)
     ticker.close()
     result.params = as_dict(cur)

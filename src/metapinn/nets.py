@@ -111,7 +111,7 @@ def mlp_derivatives(params: Params, points: torch.Tensor, bounds, inputs: Sequen
     pos = {i: k for k, i in enumerate(firsts)}
     ii = [pos[a] for a, _ in seconds]
     jj = [pos[b] for _, b in seconds]
-    n1, n2 = len(firsts), len(seconds)
+    n1 = len(firsts)
 
     z0, scale = _normalise(points, bounds)
     L = n_layers(params)

@@ -133,7 +133,9 @@ def taylor_check(rc, k: int = 3, alphas=None, task_index: int = 0) -> xr.Dataset
     # float64 for the comparison; a few hundred points suffice to exercise every term
     rc = replace(rc, dtype=torch.float64, n_collocation=min(rc.n_collocation, 256),
                  n_boundary=min(rc.n_boundary, 64))
-    alphas = np.logspace(-4, -2, 7) if alphas is None else np.asarray(alphas, dtype=float)
+    if alphas is None:  # SGD step sizes relative to the family's loss scale, as in meta-training
+        alphas = np.logspace(-4, -2, 7) / rc.loss_scale
+    alphas = np.asarray(alphas, dtype=float)
     mt = meta_task(rc, make_task(rc.pde, task_index, rc.tasks), rc.seed)
 
     def loss(p, d):
