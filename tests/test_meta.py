@@ -104,7 +104,7 @@ def test_leap_without_loss_term_and_norm_is_alpha_times_reptile(setup, optimizer
               leap_loss_term=False)
     ctx = _ctx(rc, **kw)
     phi, mt = scratch_params(rc, 0), tasks[0]
-    g_leap, _ = leap_task_grad(ctx, phi, mt)
+    g_leap, _ = leap_task_grad(ctx, phi, mt.support, mt.query)
     g_rep, _ = reptile_task_grad(ctx, phi, mt.support, mt.query)
     for n in phi:
         assert torch.allclose(g_leap[n], 0.01 * g_rep[n], rtol=1e-9, atol=1e-12)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
+from torch.func import vmap
 
 from ..adapt import AdaptSettings, adapt
 from ..config import RunConfig
@@ -162,3 +163,33 @@ def stack(datas: list[TaskData]) -> TaskData:
 
 def params_like(params: Params) -> Params:
     return {k: v.detach().clone() for k, v in params.items()}
+
+
+def batch_mean_grad(task_grad, meta: Params, batch: list[MetaTask], use_vmap: bool):
+    """Mean over the meta-batch of ``task_grad(meta, support, query) -> (grads, loss)``;
+    with ``vmap`` over stacked task data or as a plain per-task loop (the reference)."""
+    if use_vmap:
+        grads, losses = vmap(task_grad, in_dims=(None, 0, 0))(
+            meta, stack([t.support for t in batch]), stack([t.query for t in batch]))
+        return {k: v.mean(0) for k, v in grads.items()}, losses.mean()
+    total, losses = None, []
+    for t in batch:
+        g, loss = task_grad(meta, t.support, t.query)
+        total = g if total is None else {k: total[k] + g[k] for k in g}
+        losses.append(loss)
+    return {k: v / len(batch) for k, v in total.items()}, torch.stack(losses).mean()
+
+
+class InitialisationMethod:
+    """A method that learns one initialisation φ (network + coefficient guess) for every
+    task: starts from the scratch initialisation, and hands φ itself to each new task."""
+
+    trainable = True
+
+    def init_meta(self, ctx: Context) -> Params:
+        from ..evaluate import scratch_params
+
+        return scratch_params(ctx.rc, ctx.seed)
+
+    def initialisation(self, meta: Params, data: TaskData, ctx: Context) -> Params:
+        return params_like(meta)

@@ -17,8 +17,8 @@ import torch
 
 from ..loss import TaskData
 from ..nets import Params, init_mlp, n_layers
-from .base import Context, MetaTask
-from .maml import batch_mean_grad, post_adaptation_loss
+from .base import Context, MetaTask, batch_mean_grad
+from .maml import post_adaptation_loss
 
 ENC, BASE = "enc.", "base."
 

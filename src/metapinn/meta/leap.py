@@ -21,7 +21,7 @@ import torch
 from ..adapt import adapt
 from ..loss import TaskData
 from ..nets import Params
-from .base import Context, MetaTask, params_like
+from .base import Context, InitialisationMethod, MetaTask, batch_mean_grad
 
 
 def leap_increments(trajectory, norm: bool, loss_term: bool, stabilise: bool) -> list[Params]:
@@ -44,35 +44,23 @@ def leap_increments(trajectory, norm: bool, loss_term: bool, stabilise: bool) ->
     return out
 
 
-def leap_task_grad(ctx: Context, phi: Params, mt: MetaTask):
+def leap_task_grad(ctx: Context, phi: Params, support: TaskData, query: TaskData):
+    """LEAP's meta-gradient of one task (the sum of the increments) and the query loss."""
     ms = ctx.ms
-    result = adapt(phi, lambda p: ctx.parts(p, mt.support), ctx.inner, record_log=False,
+    result = adapt(phi, lambda p: ctx.parts(p, support), ctx.inner, record_log=False,
                    keep_trajectory=True)
     incs = leap_increments(result.trajectory, ms.leap_norm, ms.leap_loss_term,
                            ms.leap_stabilise)
     g = {k: sum(inc[k] for inc in incs) for k in phi}
     with torch.no_grad():
-        loss = ctx.loss(result.params, mt.query)
+        loss = ctx.loss(result.params, query)
     return g, loss
 
 
-class LEAP:
+class LEAP(InitialisationMethod):
     name = "leap"
-    trainable = True
-
-    def init_meta(self, ctx: Context) -> Params:
-        from ..evaluate import scratch_params
-
-        return scratch_params(ctx.rc, ctx.seed)
 
     def meta_grad(self, meta: Params, batch: list[MetaTask], ctx: Context):
-        # the trajectory is a plain (non-differentiable) inner run: a per-task loop
-        total, losses = None, []
-        for mt in batch:
-            g, loss = leap_task_grad(ctx, meta, mt)
-            total = g if total is None else {k: total[k] + g[k] for k in g}
-            losses.append(loss)
-        return {k: v / len(batch) for k, v in total.items()}, torch.stack(losses).mean()
-
-    def initialisation(self, meta: Params, data: TaskData, ctx: Context) -> Params:
-        return params_like(meta)
+        # the trajectory is a plain (non-differentiable) inner run: always the per-task loop
+        return batch_mean_grad(lambda p, s, q: leap_task_grad(ctx, p, s, q), meta, batch,
+                               use_vmap=False)

@@ -14,11 +14,11 @@ g_FO = L_k'(φ_k).
 from __future__ import annotations
 
 import torch
-from torch.func import grad_and_value, vmap
+from torch.func import grad_and_value
 
 from ..loss import TaskData
 from ..nets import Params
-from .base import Context, MetaTask, params_like, stack
+from .base import Context, InitialisationMethod, MetaTask, batch_mean_grad
 
 
 def post_adaptation_loss(ctx: Context, init: Params, support: TaskData,
@@ -38,26 +38,10 @@ def maml_task_grad(ctx: Context, phi: Params, support: TaskData, query: TaskData
     return g, loss
 
 
-def batch_mean_grad(task_grad, meta: Params, batch: list[MetaTask], use_vmap: bool):
-    """Mean over the meta-batch of ``task_grad(meta, support, query) -> (grads, loss)``;
-    with ``vmap`` over stacked task data or as a plain per-task loop (the reference)."""
-    if use_vmap:
-        grads, losses = vmap(task_grad, in_dims=(None, 0, 0))(
-            meta, stack([t.support for t in batch]), stack([t.query for t in batch]))
-        return {k: v.mean(0) for k, v in grads.items()}, losses.mean()
-    total, losses = None, []
-    for t in batch:
-        g, loss = task_grad(meta, t.support, t.query)
-        total = g if total is None else {k: total[k] + g[k] for k in g}
-        losses.append(loss)
-    return {k: v / len(batch) for k, v in total.items()}, torch.stack(losses).mean()
-
-
-class MAML:
+class MAML(InitialisationMethod):
     """Second-order MAML; ``first_order=True`` in the settings (or ``fomaml``) gives FOMAML."""
 
     name = "maml"
-    trainable = True
 
     def __init__(self, first_order: bool | None = None):
         self.force_first_order = first_order
@@ -67,18 +51,10 @@ class MAML:
             return self.force_first_order
         return ctx.ms.first_order
 
-    def init_meta(self, ctx: Context) -> Params:
-        from ..evaluate import scratch_params
-
-        return scratch_params(ctx.rc, ctx.seed)
-
     def meta_grad(self, meta: Params, batch: list[MetaTask], ctx: Context):
         fo = self.first_order(ctx)
         return batch_mean_grad(lambda p, s, q: maml_task_grad(ctx, p, s, q, fo), meta, batch,
                                ctx.ms.vmap)
-
-    def initialisation(self, meta: Params, data: TaskData, ctx: Context) -> Params:
-        return params_like(meta)
 
 
 class FOMAML(MAML):

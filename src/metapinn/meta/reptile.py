@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from ..loss import TaskData
 from ..nets import Params
-from .base import Context, MetaTask, params_like
-from .maml import batch_mean_grad
+from .base import Context, InitialisationMethod, MetaTask, batch_mean_grad
 
 
 def reptile_task_grad(ctx: Context, phi: Params, support: TaskData, query: TaskData):
@@ -22,18 +21,9 @@ def reptile_task_grad(ctx: Context, phi: Params, support: TaskData, query: TaskD
     return g, ctx.loss(adapted, query).detach()
 
 
-class Reptile:
+class Reptile(InitialisationMethod):
     name = "reptile"
-    trainable = True
-
-    def init_meta(self, ctx: Context) -> Params:
-        from ..evaluate import scratch_params
-
-        return scratch_params(ctx.rc, ctx.seed)
 
     def meta_grad(self, meta: Params, batch: list[MetaTask], ctx: Context):
         return batch_mean_grad(lambda p, s, q: reptile_task_grad(ctx, p, s, q), meta, batch,
                                ctx.ms.vmap)
-
-    def initialisation(self, meta: Params, data: TaskData, ctx: Context) -> Params:
-        return params_like(meta)
