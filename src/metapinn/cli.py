@@ -31,7 +31,7 @@ from .config import ConfigError, RunConfig, compose, meta_settings, run_config
 log = logging.getLogger("metapinn")
 
 HYDRA_COMMANDS = ("generate-tasks", "solve", "meta-train", "adapt-tasks", "taylor-check",
-                  "config")
+                  "export-observations", "identify", "config")
 
 
 def _setup(rc: RunConfig) -> None:
@@ -58,24 +58,9 @@ def cmd_generate_tasks(cfg: DictConfig, rc: RunConfig) -> None:
 
 def cmd_solve(cfg: DictConfig, rc: RunConfig) -> None:
     from .evaluate import initialiser, solve_task, task_history
-    from .ncio import read_netcdf, write_netcdf
-    from .tasks import make_task, task_from_dataset
+    from .ncio import write_netcdf
 
-    if cfg.tasks_file:
-        if cfg.coefficients is not None:
-            raise ConfigError("give either tasks_file= or coefficients=, not both")
-        task = task_from_dataset(read_netcdf(cfg.tasks_file), int(cfg.task))
-    else:
-        coefs = None
-        if cfg.coefficients is not None:
-            given = OmegaConf.to_container(cfg.coefficients)
-            if not isinstance(given, dict) or set(given) != set(rc.pde.coef_names):
-                raise ConfigError(f"coefficients must set exactly {list(rc.pde.coef_names)}, "
-                                  f"e.g. coefficients={{{rc.pde.coef_names[0]}:0.5,...}}")
-            coefs = np.array([float(given[n]) for n in rc.pde.coef_names])
-        if not 0 <= int(cfg.task) < rc.tasks.n_tasks:
-            raise ConfigError(f"task={cfg.task} outside 0..{rc.tasks.n_tasks - 1}")
-        task = make_task(rc.pde, int(cfg.task), rc.tasks, coefs)
+    task = _task_from_cfg(cfg, rc)
     init_fn = initialiser(rc, "scratch", rc.seed, cfg.init)
     result = solve_task(rc, task, init_fn, label=f"{rc.pde.name} task {task.index}")
     last = result.records[-1]
@@ -83,8 +68,9 @@ def cmd_solve(cfg: DictConfig, rc: RunConfig) -> None:
           f"{result.wall_time:.1f} s adaptation time:")
     print(f"  u_rel_l2 = {last['u_rel_l2']:.3e}   loss = {last['loss']:.3e}")
     for name, true, est in zip(rc.pde.coef_names, task.coefficients, last["coef"], strict=True):
-        print(f"  {name:>8s}: identified {est:.6g}   true {true:.6g}   "
-              f"rel. err {abs(est - true) / abs(true):.2e}")
+        err = (f"rel. err {abs(est - true) / abs(true):.2e}" if true != 0
+               else f"abs. err {abs(est - true):.2e}")
+        print(f"  {name:>8s}: identified {est:.6g}   true {true:.6g}   {err}")
     if rc.pde.field:
         print(f"  field a: relative L2 error {last['coef_rel_err'][0]:.3e}")
     if cfg.out:
@@ -139,6 +125,54 @@ def cmd_taylor_check(cfg: DictConfig, rc: RunConfig) -> None:
     print(f"wrote {out} and its figure")
 
 
+def _task_from_cfg(cfg: DictConfig, rc: RunConfig):
+    from .ncio import read_netcdf
+    from .tasks import make_task, task_from_dataset
+
+    if cfg.tasks_file:
+        if cfg.coefficients is not None:
+            raise ConfigError("give either tasks_file= or coefficients=, not both")
+        return task_from_dataset(read_netcdf(cfg.tasks_file), int(cfg.task))
+    coefs = None
+    if cfg.coefficients is not None:
+        given = OmegaConf.to_container(cfg.coefficients)
+        if not isinstance(given, dict) or set(given) != set(rc.pde.coef_names):
+            raise ConfigError(f"coefficients must set exactly {list(rc.pde.coef_names)}, "
+                              f"e.g. coefficients={{{rc.pde.coef_names[0]}:0.5,...}}")
+        coefs = np.array([float(given[n]) for n in rc.pde.coef_names])
+    if not 0 <= int(cfg.task) < rc.tasks.n_tasks:
+        raise ConfigError(f"task={cfg.task} outside 0..{rc.tasks.n_tasks - 1}")
+    return make_task(rc.pde, int(cfg.task), rc.tasks, coefs)
+
+
+def cmd_export_observations(cfg: DictConfig, rc: RunConfig) -> None:
+    from .identify import export_observations
+
+    if not cfg.out:
+        raise ConfigError("export-observations needs out=PATH")
+    task = _task_from_cfg(cfg, rc)
+    export_observations(rc.pde, task, cfg.out, config=rc.yaml)
+    print(f"wrote {cfg.out}: {len(task.obs_values)} observations of {rc.pde.name} task "
+          f"{task.index} (true coefficients "
+          + ", ".join(f"{n}={v:.6g}" for n, v in zip(rc.pde.coef_names, task.coefficients,
+                                                     strict=True)) + ")")
+
+
+def cmd_identify(cfg: DictConfig, rc: RunConfig) -> None:
+    from .identify import identify
+
+    if not cfg.observations:
+        raise ConfigError("identify needs observations=PATH (see `metapinn export-observations`)")
+    ds = identify(rc, cfg.observations, init=cfg.init, out=cfg.out,
+                  label=f"identify {rc.pde.name}")
+    print(f"{rc.pde.name}: identified from {cfg.observations} "
+          f"({rc.adapt.total_steps} steps, final loss {float(ds['loss']):.3e}):")
+    for name, v in zip(rc.pde.coef_names, ds["coefficients"].values, strict=True):
+        print(f"  {name:>8s} = {v:.6g}")
+    if cfg.out:
+        print(f"wrote {cfg.out}")
+
+
 def cmd_config(cfg: DictConfig, rc: RunConfig) -> None:
     print(rc.yaml, end="")
 
@@ -161,6 +195,8 @@ commands (Hydra overrides, see config/):
   meta-train       meta-train method=... on the training tasks → init.pt + history.nc
   adapt-tasks      solve every held-out task of a dataset, write adapt/<pde>/<method>/seed<s>.nc
   taylor-check     MAML/FOMAML/Reptile Taylor expansions vs exact meta-gradients → taylor.nc
+  export-observations  write a task's observations as an observation file (out=PATH)
+  identify         observations=PATH [init=PATH] → identified coefficients (+ out=PATH NetCDF)
   config           print the resolved configuration
 plain commands:
   plot-convergence --pdf F --png F ADAPT.nc ...   convergence figure of one family
@@ -198,7 +234,8 @@ def _run(command: str, rest: list[str]) -> int:
             _setup(rc)
             {"generate-tasks": cmd_generate_tasks, "solve": cmd_solve,
              "meta-train": cmd_meta_train, "adapt-tasks": cmd_adapt_tasks,
-             "taylor-check": cmd_taylor_check,
+             "taylor-check": cmd_taylor_check, "export-observations": cmd_export_observations,
+             "identify": cmd_identify,
              "config": cmd_config}[command](cfg, rc)
         elif command == "plot-convergence":
             from .plots import convergence_figure

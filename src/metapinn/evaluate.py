@@ -70,12 +70,14 @@ def initialiser(rc: RunConfig, method: str, seed: int, init: str | Path | None =
 
 
 def solve_task(rc: RunConfig, task: Task, init_fn, label: str = "") -> AdaptResult:
-    """Adapt the initialisation ``init_fn(task_data)`` to one task, logging errors."""
+    """Adapt the initialisation ``init_fn(task_data)`` to one task, logging errors against
+    the reference (losses only where the task has none, e.g. a researcher's own data)."""
     data = task_tensors(rc.pde, task, rc.n_collocation, rc.n_boundary, rc.seed, rc.dtype,
                         rc.device)
     params0 = init_fn(data) if callable(init_fn) else init_fn
+    evaluate = Evaluator(rc.pde, task, rc.dtype, rc.device) if task.u_ref.size else None
     return adapt(params0, lambda p: loss_parts(p, data, rc.pde, rc.weights), rc.adapt,
-                 evaluate=Evaluator(rc.pde, task, rc.dtype, rc.device), label=label)
+                 evaluate=evaluate, label=label)
 
 
 def task_history(rc: RunConfig, task: Task, result: AdaptResult) -> xr.Dataset:
