@@ -28,7 +28,8 @@ def test_dry_run_job_counts(tmp_path):
             counts[parts[0]] = int(parts[1])
     # 3 families × (7 meta-trained methods + scratch) × 1 seed
     assert counts == {"generate_tasks": 3, "meta_train": 21, "adapt": 24, "taylor_check": 3,
-                      "convergence_figure": 3, "all": 1, "total": 55}
+                      "convergence_figure": 3, "collect": 1, "tables": 1, "all": 1,
+                      "total": 57}
 
 
 def test_bad_workflow_config_is_named(tmp_path):
@@ -62,6 +63,13 @@ def test_tiny_pipeline_end_to_end(tmp_path):
         assert pdf.startswith(b"%PDF") and len(pdf) > 2000
         assert png.startswith(b"\x89PNG") and len(png) > 2000
         assert (tmp_path / "logs" / "tiny" / "adapt" / pde / "scratch" / "seed0.log").exists()
+    conv = read_netcdf(out / "convergence.nc")
+    assert dict(conv.sizes) == {"pde": 3, "method": 8, "seed": 1, "task": 2, "step": 3}
+    assert conv.u_rel_l2.dims == ("pde", "method", "seed", "task", "step")
+    assert list(conv.split.values) == ["test", "test"]
+    table = (out / "tables" / "speedup.csv").read_text().splitlines()
+    assert len(table) == 1 + 3 * 8 and table[0].startswith("pde,method,speedup")
+    assert (out / "tables" / "speedup.tex").read_text().startswith("\\begin{tabular}")
     # a second run has nothing to do
     r = _snakemake(tmp_path, "-n", "--cores", "2", "--config", "experiment=tiny")
     assert "Nothing to be done" in r.stdout + r.stderr

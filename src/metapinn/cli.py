@@ -30,6 +30,7 @@ from .config import ConfigError, RunConfig, compose, meta_settings, run_config
 
 log = logging.getLogger("metapinn")
 
+PLAIN_COMMANDS = ("plot-convergence", "collect", "tables")
 HYDRA_COMMANDS = ("generate-tasks", "solve", "meta-train", "adapt-tasks", "taylor-check",
                   "export-observations", "identify", "config")
 
@@ -177,12 +178,45 @@ def cmd_config(cfg: DictConfig, rc: RunConfig) -> None:
     print(rc.yaml, end="")
 
 
-def _plain_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="metapinn plot-convergence")
-    p.add_argument("--pdf", required=True)
-    p.add_argument("--png", required=True)
-    p.add_argument("inputs", nargs="+")
+def _plain_parser(command: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"metapinn {command}")
+    if command == "plot-convergence":
+        p.add_argument("--pdf", required=True)
+        p.add_argument("--png", required=True)
+    elif command == "collect":
+        p.add_argument("--out", required=True, help="convergence.nc")
+    elif command == "tables":
+        p.add_argument("--convergence", required=True)
+        p.add_argument("--csv", required=True)
+        p.add_argument("--md", required=True)
+        p.add_argument("--tex", required=True)
+    p.add_argument("inputs", nargs="+" if command != "tables" else "*",
+                   help="adaptation NetCDFs (tables: init.pt files for the break-even count)")
     return p
+
+
+def run_plain(command: str, rest: list[str]) -> None:
+    a = _plain_parser(command).parse_args(rest)
+    if command == "plot-convergence":
+        from .plots import convergence_figure
+
+        convergence_figure(a.inputs, a.pdf, a.png)
+        print(f"wrote {a.pdf} and {a.png}")
+    elif command == "collect":
+        from .ncio import write_netcdf
+        from .stats import collect
+
+        ds = collect(a.inputs)
+        write_netcdf(ds, a.out, title="convergence of every adaptation run",
+                     history="metapinn collect")
+        print(f"wrote {a.out}: " + ", ".join(f"{k}={v}" for k, v in ds.sizes.items()))
+    elif command == "tables":
+        from .ncio import read_netcdf
+        from .stats import meta_train_times, speedup_table, write_tables
+
+        df = speedup_table(read_netcdf(a.convergence), meta_train_times(a.inputs))
+        write_tables(df, a.csv, a.md, a.tex)
+        print(open(a.md).read(), end="")
 
 
 USAGE = f"""metapinn {__version__}: meta-learned PINN initialisations for inverse PDE problems
@@ -200,6 +234,8 @@ commands (Hydra overrides, see config/):
   config           print the resolved configuration
 plain commands:
   plot-convergence --pdf F --png F ADAPT.nc ...   convergence figure of one family
+  collect --out convergence.nc ADAPT.nc ...        merge into dims (pde, method, seed, task, step)
+  tables --convergence C --csv F --md F --tex F [INIT.pt ...]   speedup tables
 """
 
 
@@ -237,14 +273,10 @@ def _run(command: str, rest: list[str]) -> int:
              "taylor-check": cmd_taylor_check, "export-observations": cmd_export_observations,
              "identify": cmd_identify,
              "config": cmd_config}[command](cfg, rc)
-        elif command == "plot-convergence":
-            from .plots import convergence_figure
-
-            a = _plain_parser().parse_args(rest)
-            convergence_figure(a.inputs, a.pdf, a.png)
-            print(f"wrote {a.pdf} and {a.png}")
+        elif command in PLAIN_COMMANDS:
+            run_plain(command, rest)
         else:
-            valid = ", ".join((*HYDRA_COMMANDS, "plot-convergence"))
+            valid = ", ".join((*HYDRA_COMMANDS, *PLAIN_COMMANDS))
             print(f"error: unknown command {command!r}; valid commands: {valid}",
                   file=sys.stderr)
             return 2

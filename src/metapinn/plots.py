@@ -16,8 +16,8 @@ import seaborn as sns  # noqa: E402
 from .ncio import read_netcdf  # noqa: E402
 
 # one colour per method, the same in every figure
-METHOD_ORDER = ("scratch", "transfer", "pretrain", "maml", "fomaml", "reptile", "leap",
-                "hypernet")
+from .stats import METHOD_ORDER  # noqa: E402
+
 PDE_TITLES = {"burgers": "Burgers", "cdr": "Convection–diffusion–reaction", "darcy": "Darcy"}
 
 

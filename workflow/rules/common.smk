@@ -48,6 +48,9 @@ def adapt_inputs(wildcards):
 
 
 def all_targets():
-    return expand(f"{OUT}/figures/convergence_{{pde}}.{{ext}}", pde=PDES, ext=["pdf", "png"]) + expand(
-        f"{OUT}/taylor/{{pde}}.{{ext}}", pde=PDES, ext=["pdf", "png"]
+    return (
+        expand(f"{OUT}/figures/convergence_{{pde}}.{{ext}}", pde=PDES, ext=["pdf", "png"])
+        + expand(f"{OUT}/taylor/{{pde}}.{{ext}}", pde=PDES, ext=["pdf", "png"])
+        + [f"{OUT}/convergence.nc"]
+        + expand(f"{OUT}/tables/speedup.{{ext}}", ext=["csv", "md", "tex"])
     )
