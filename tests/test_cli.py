@@ -85,3 +85,17 @@ def test_experiment_method_overrides_and_command_line_precedence():
     cfg = compose(["experiment=quick", "method=maml", "method.outer_steps=7"])
     assert cfg.method.outer_steps == 7 and cfg.method.inner_steps == 2
     assert compose(["experiment=quick", "method=scratch"]).method.outer_steps == 0
+
+
+def test_tune_lr_picks_the_best_scratch_rate_and_adapt_uses_it(tmp_path, capsys):
+    tasks, tune = tmp_path / "tasks.nc", tmp_path / "tune.nc"
+    assert main(["generate-tasks", "pde=burgers", *TINY, f"out={tasks}"]) == 0
+    # a rate of 1e-7 cannot move the network in 20 steps: 0.01 must win
+    assert main(["tune-lr", "pde=burgers", *TINY, f"tasks_file={tasks}", f"out={tune}",
+                 "experiment.lr_grid=[1e-7,0.01]"]) == 0
+    ds = read_netcdf(tune)
+    assert ds.attrs["best_lr"] == 0.01 and ds.sizes["task"] == 1  # the one val task
+    assert ds.u_rel_l2.sel(lr=0.01).item() < ds.u_rel_l2.sel(lr=1e-7).item()
+    assert main(["adapt-tasks", "pde=cdr", *TINY, f"tasks_file={tasks}", f"lr_file={tune}",
+                 f"out={tmp_path}/a.nc"]) == 2
+    assert "tunes 'burgers', not 'cdr'" in capsys.readouterr().err

@@ -27,9 +27,9 @@ def test_dry_run_job_counts(tmp_path):
         if len(parts) == 2 and parts[1].isdigit() and not parts[0].endswith(":"):
             counts[parts[0]] = int(parts[1])
     # 3 families × (7 meta-trained methods + scratch) × 1 seed
-    assert counts == {"generate_tasks": 3, "meta_train": 21, "adapt": 24, "taylor_check": 3,
-                      "convergence_figure": 3, "collect": 1, "tables": 1, "all": 1,
-                      "total": 57}
+    assert counts == {"generate_tasks": 3, "tune_scratch_lr": 3, "meta_train": 21,
+                      "adapt": 24, "taylor_check": 3, "convergence_figure": 3, "collect": 1,
+                      "tables": 1, "all": 1, "total": 60}
 
 
 def test_bad_workflow_config_is_named(tmp_path):
@@ -63,6 +63,10 @@ def test_tiny_pipeline_end_to_end(tmp_path):
         assert pdf.startswith(b"%PDF") and len(pdf) > 2000
         assert png.startswith(b"\x89PNG") and len(png) > 2000
         assert (tmp_path / "logs" / "tiny" / "adapt" / pde / "scratch" / "seed0.log").exists()
+    tune = read_netcdf(out / "tune" / "burgers.nc")
+    assert tune.attrs["best_lr"] in (0.001, 0.01) and tune.u_rel_l2.dims == ("lr", "task")
+    assert f"adaptation learning rate {tune.attrs['best_lr']:.3g}" in (
+        tmp_path / "logs" / "tiny" / "adapt" / "burgers" / "maml" / "seed0.log").read_text()
     conv = read_netcdf(out / "convergence.nc")
     assert dict(conv.sizes) == {"pde": 3, "method": 8, "seed": 1, "task": 2, "step": 3}
     assert conv.u_rel_l2.dims == ("pde", "method", "seed", "task", "step")

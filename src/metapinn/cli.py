@@ -31,8 +31,8 @@ from .config import ConfigError, RunConfig, compose, meta_settings, run_config
 log = logging.getLogger("metapinn")
 
 PLAIN_COMMANDS = ("plot-convergence", "collect", "tables")
-HYDRA_COMMANDS = ("generate-tasks", "solve", "meta-train", "adapt-tasks", "taylor-check",
-                  "export-observations", "identify", "config")
+HYDRA_COMMANDS = ("generate-tasks", "tune-lr", "solve", "meta-train", "adapt-tasks",
+                  "taylor-check", "export-observations", "identify", "config")
 
 
 def _setup(rc: RunConfig) -> None:
@@ -81,8 +81,34 @@ def cmd_solve(cfg: DictConfig, rc: RunConfig) -> None:
         print(f"wrote {cfg.out}")
 
 
+def _with_tuned_lr(cfg: DictConfig, rc: RunConfig) -> RunConfig:
+    """``lr_file=PATH``: adapt with the learning rate tuned for scratch (same for all)."""
+    if not cfg.lr_file:
+        return rc
+    from dataclasses import replace
+
+    from .evaluate import tuned_lr
+
+    lr = tuned_lr(cfg.lr_file, rc.pde.name)
+    log.info("adaptation learning rate %.3g (tuned for scratch: %s)", lr, cfg.lr_file)
+    return replace(rc, adapt=replace(rc.adapt, lr=lr))
+
+
+def cmd_tune_lr(cfg: DictConfig, rc: RunConfig) -> None:
+    from .evaluate import tune_scratch_lr
+
+    exp = _experiment_dir(cfg)
+    tasks_file = cfg.tasks_file or exp / "tasks" / f"{rc.pde.name}.nc"
+    out = cfg.out or exp / "tune" / f"{rc.pde.name}.nc"
+    best = tune_scratch_lr(rc, tasks_file, cfg.experiment.lr_grid, out)
+    print(f"{rc.pde.name}: best scratch learning rate {best:g} of {list(cfg.experiment.lr_grid)}"
+          f"; wrote {out}")
+
+
 def cmd_adapt_tasks(cfg: DictConfig, rc: RunConfig) -> None:
     from .evaluate import solve_tasks
+
+    rc = _with_tuned_lr(cfg, rc)
 
     method = str(cfg.method.name)
     meta_settings(cfg)  # validates the method
@@ -225,6 +251,7 @@ usage: metapinn <command> [--config-dir=DIR] [key=value ...]
 
 commands (Hydra overrides, see config/):
   generate-tasks   draw a family's tasks and write tasks/<pde>.nc
+  tune-lr          the learning rate best for scratch on the val tasks (experiment.lr_grid)
   solve            solve one task (from scratch or init=PATH), print identified coefficients
   meta-train       meta-train method=... on the training tasks → init.pt + history.nc
   adapt-tasks      solve every held-out task of a dataset, write adapt/<pde>/<method>/seed<s>.nc
@@ -268,7 +295,7 @@ def _run(command: str, rest: list[str]) -> int:
             cfg = compose(rest)
             rc = run_config(cfg)
             _setup(rc)
-            {"generate-tasks": cmd_generate_tasks, "solve": cmd_solve,
+            {"generate-tasks": cmd_generate_tasks, "tune-lr": cmd_tune_lr, "solve": cmd_solve,
              "meta-train": cmd_meta_train, "adapt-tasks": cmd_adapt_tasks,
              "taylor-check": cmd_taylor_check, "export-observations": cmd_export_observations,
              "identify": cmd_identify,

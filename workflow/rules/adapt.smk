@@ -13,4 +13,4 @@ rule adapt:
         "../envs/metapinn.yaml"
     shell:
         "metapinn adapt-tasks {params.hydra} method={wildcards.method} seed={wildcards.seed}"
-        " tasks_file={input.tasks} {params.init} out={output} > {log} 2>&1"
+        " tasks_file={input.tasks} lr_file={input.lr} {params.init} out={output} > {log} 2>&1"

@@ -40,8 +40,9 @@ def hydra_args(wildcards):
 
 
 def adapt_inputs(wildcards):
-    """Every method but scratch adapts from its meta-trained init.pt."""
-    inputs = {"tasks": f"{OUT}/tasks/{wildcards.pde}.nc"}
+    """Every method adapts with the learning rate tuned for scratch; every method but
+    scratch from its meta-trained init.pt."""
+    inputs = {"tasks": f"{OUT}/tasks/{wildcards.pde}.nc", "lr": f"{OUT}/tune/{wildcards.pde}.nc"}
     if wildcards.method != "scratch":
         inputs["init"] = f"{OUT}/meta/{wildcards.pde}/{wildcards.method}/seed{wildcards.seed}/init.pt"
     return inputs
