@@ -84,3 +84,21 @@ def test_snakemake_lint_is_clean(tmp_path):
                        capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Congratulations" in r.stdout + r.stderr
+
+
+def test_meta_train_asks_for_a_gpu_only_on_cuda(tmp_path):
+    def gpu_requests(device):
+        r = _snakemake(tmp_path, "-n", "--cores", "1", "--config", "experiment=tiny",
+                       f"device={device}")
+        assert r.returncode == 0, r.stderr
+        found, rule = {}, None
+        for line in r.stdout.splitlines():
+            if line.startswith("rule ") or line.startswith("localrule "):
+                rule = line.split()[1].rstrip(":")
+            elif line.strip().startswith("resources:") and rule:
+                found[rule] = found.get(rule, False) or "gpu=1" in line
+        return found
+
+    assert gpu_requests("cuda")["meta_train"] is True
+    assert gpu_requests("cuda")["adapt"] is False
+    assert gpu_requests("cpu")["meta_train"] is False

@@ -14,8 +14,11 @@ product. For tanh, with s = tanh(z), s' = 1 − s², s'' = −2 s s':
     ∂ᵢ h = s' ∂ᵢ z,   ∂ᵢⱼ h = s'' ∂ᵢ z ∂ⱼ z + s' ∂ᵢⱼ z.
 
 This replaces nested reverse-mode autograd (one backward pass per derivative order) by one
-forward pass that is itself differentiable; ``tests/test_nets.py`` checks it against
-``torch.autograd`` in float64 and ``benchmarks/step_time.py`` measures the difference.
+forward pass that is itself a plain differentiable tensor program: it works under
+``torch.func`` transforms (MAML's vmap and second-order gradients) and compiles with
+``torch.compile(fullgraph=True)``. ``tests/test_nets.py`` checks it against
+``torch.autograd`` in float64; ``benchmarks/step_time.py`` measured it on par with nested
+autograd in eager mode and about 2× faster compiled (2026-11-26, 2-core CPU).
 """
 
 from __future__ import annotations
