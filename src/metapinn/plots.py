@@ -62,7 +62,7 @@ def convergence_figure(files: Sequence[str | os.PathLike], pdf: str | os.PathLik
     pde = pdes.pop()
     colours = method_colours()
     sns.set_theme(style="whitegrid", context="paper")
-    fig, ax = plt.subplots(figsize=(4.5, 3.2), layout="constrained")
+    fig, ax = plt.subplots(figsize=(5.8, 3.2), layout="constrained")
     ax.set_yscale("log")  # before plotting (DESIGN §4.4)
     for method in sorted(by_method, key=lambda m: (METHOD_ORDER.index(m)
                                                    if m in METHOD_ORDER else 99, m)):
@@ -74,7 +74,7 @@ def convergence_figure(files: Sequence[str | os.PathLike], pdf: str | os.PathLik
     ax.set_xlabel("optimiser step")
     ax.set_ylabel(r"relative $L^2$ error of $u$" if variable == "u_rel_l2" else variable)
     ax.set_title(f"{PDE_TITLES.get(pde, pde)}: median and IQR over tasks")
-    ax.legend(frameon=False)
+    ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     _save(fig, pdf, png)
 
 
