@@ -99,3 +99,12 @@ def test_tune_lr_picks_the_best_scratch_rate_and_adapt_uses_it(tmp_path, capsys)
     assert main(["adapt-tasks", "pde=cdr", *TINY, f"tasks_file={tasks}", f"lr_file={tune}",
                  f"out={tmp_path}/a.nc"]) == 2
     assert "tunes 'burgers', not 'cdr'" in capsys.readouterr().err
+
+
+def test_family_coefficient_learning_rate_factor():
+    from metapinn.config import compose, run_config
+
+    assert run_config(compose(["pde=cdr"])).adapt.coef_lr_factor == 1.0
+    assert run_config(compose(["pde=darcy"])).adapt.coef_lr_factor == 10.0
+    assert run_config(compose(["pde=burgers", "adapt.coef_lr_factor=3"])).adapt.coef_lr_factor == 3
+    assert run_config(compose(["pde=cdr", "pde.coef_lr_factor=5"])).adapt.coef_lr_factor == 5

@@ -160,6 +160,16 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def _adapt_items(cfg: DictConfig) -> dict:
+    """``adapt`` settings; a family's ``pde.coef_lr_factor`` (if set) replaces the global one
+    (it belongs to the family's coefficient parametrisation, not to a method)."""
+    items = dict(OmegaConf.to_container(cfg.adapt))
+    family = cfg.pde.get("coef_lr_factor")
+    if family is not None:
+        items["coef_lr_factor"] = float(family)
+    return items
+
+
 def run_config(cfg: DictConfig) -> RunConfig:
     """Validate the composed config and freeze it into a :class:`RunConfig`."""
     p = cfg.pde
@@ -177,7 +187,7 @@ def run_config(cfg: DictConfig) -> RunConfig:
                                n_test=int(cfg.tasks.n_test), n_ood=int(cfg.tasks.n_ood),
                                n_obs=int(p.n_obs), noise=float(p.noise),
                                seed=int(cfg.tasks.seed)),
-            adapt=AdaptSettings(**{k: v for k, v in OmegaConf.to_container(cfg.adapt).items()}),
+            adapt=AdaptSettings(**_adapt_items(cfg)),
             weights=LossWeights(**OmegaConf.to_container(p.weights)),
             hidden=hidden,
             n_collocation=int(p.n_collocation), n_boundary=int(p.n_boundary),
