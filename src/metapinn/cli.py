@@ -98,7 +98,7 @@ def cmd_tune_lr(cfg: DictConfig, rc: RunConfig) -> None:
     from .evaluate import tune_scratch_lr
 
     exp = _experiment_dir(cfg)
-    tasks_file = cfg.tasks_file or exp / "tasks" / f"{rc.pde.name}.nc"
+    tasks_file = _tasks_file(cfg, rc)
     out = cfg.out or exp / "tune" / f"{rc.pde.name}.nc"
     best = tune_scratch_lr(rc, tasks_file, cfg.experiment.lr_grid, out)
     print(f"{rc.pde.name}: best scratch learning rate {best:g} of {list(cfg.experiment.lr_grid)}"
@@ -113,7 +113,7 @@ def cmd_adapt_tasks(cfg: DictConfig, rc: RunConfig) -> None:
     method = str(cfg.method.name)
     meta_settings(cfg)  # validates the method
     exp = _experiment_dir(cfg)
-    tasks_file = cfg.tasks_file or exp / "tasks" / f"{rc.pde.name}.nc"
+    tasks_file = _tasks_file(cfg, rc)
     out = cfg.out or exp / "adapt" / rc.pde.name / method / f"seed{rc.seed}.nc"
     init = cfg.init
     if init is None and method != "scratch":
@@ -121,6 +121,11 @@ def cmd_adapt_tasks(cfg: DictConfig, rc: RunConfig) -> None:
     splits = tuple(cfg.experiment.splits)
     solve_tasks(rc, tasks_file, method, out, init=init, splits=splits)
     print(f"wrote {out}")
+
+
+def _tasks_file(cfg: DictConfig, rc: RunConfig) -> Path:
+    """``tasks_file=`` or the experiment's ``tasks/<pde>.nc``."""
+    return Path(cfg.tasks_file or _experiment_dir(cfg) / "tasks" / f"{rc.pde.name}.nc")
 
 
 def _meta_dir(cfg: DictConfig, rc: RunConfig, method: str) -> Path:
@@ -131,7 +136,7 @@ def cmd_meta_train(cfg: DictConfig, rc: RunConfig) -> None:
     from .metatrain import meta_train
 
     ms = meta_settings(cfg)
-    tasks_file = cfg.tasks_file or _experiment_dir(cfg) / "tasks" / f"{rc.pde.name}.nc"
+    tasks_file = _tasks_file(cfg, rc)
     out_dir = Path(cfg.out_dir) if cfg.out_dir else _meta_dir(cfg, rc, ms.name)
     path = meta_train(rc, ms, tasks_file, out_dir, resume=bool(cfg.resume))
     print(f"wrote {path} and {out_dir / 'history.nc'}")

@@ -19,7 +19,7 @@ from .config import RunConfig
 from .loss import loss_parts
 from .ncio import read_netcdf, write_netcdf
 from .nets import Params, init_mlp
-from .tasks import Task, task_from_dataset, task_tensors
+from .tasks import Task, load_tasks, split_indices, task_from_dataset, task_tensors
 
 log = logging.getLogger("metapinn")
 
@@ -96,12 +96,8 @@ def solve_tasks(rc: RunConfig, tasks_file: str | Path, method: str, out: str | P
 
     Writes one NetCDF with dims ``(task, step, coef, coef_err)``.
     """
-    ds = read_netcdf(tasks_file)
-    if str(ds.attrs.get("pde")) != rc.pde.name:
-        raise ValueError(f"{tasks_file} holds {ds.attrs.get('pde')!r} tasks, "
-                         f"not {rc.pde.name!r}")
-    indices = [int(i) for i, s in zip(ds.task.values, ds.split.values, strict=True)
-               if str(s) in splits]
+    ds = load_tasks(tasks_file, rc.pde.name)
+    indices = split_indices(ds, splits)
     if not indices:
         raise ValueError(f"{tasks_file} has no tasks in splits {list(splits)}")
     init_fn = initialiser(rc, method, rc.seed, init)
@@ -136,12 +132,8 @@ def tune_scratch_lr(rc: RunConfig, tasks_file: str | Path, lrs, out: str | Path,
     lrs = [float(x) for x in lrs]
     if not lrs or min(lrs) <= 0:
         raise ValueError(f"the learning-rate grid must be non-empty and positive, got {lrs}")
-    ds = read_netcdf(tasks_file)
-    if str(ds.attrs.get("pde")) != rc.pde.name:
-        raise ValueError(f"{tasks_file} holds {ds.attrs.get('pde')!r} tasks, "
-                         f"not {rc.pde.name!r}")
-    idx = [int(i) for i, s in zip(ds.task.values, ds.split.values, strict=True)
-           if str(s) == split]
+    ds = load_tasks(tasks_file, rc.pde.name)
+    idx = split_indices(ds, (split,))
     if not idx:
         raise ValueError(f"{tasks_file} has no {split!r} tasks to tune the learning rate on")
     u = np.full((len(lrs), len(idx)), np.nan)

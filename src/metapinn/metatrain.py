@@ -21,9 +21,9 @@ import xarray as xr
 
 from .config import RunConfig
 from .meta import Context, MetaSettings, get_method, meta_task
-from .ncio import read_netcdf, write_netcdf
+from .ncio import write_netcdf
 from .nets import Params
-from .tasks import rng_for, task_from_dataset
+from .tasks import load_tasks, rng_for, split_indices, task_from_dataset
 
 log = logging.getLogger("metapinn")
 
@@ -46,13 +46,8 @@ def atomic_save(obj, path: Path) -> None:
 
 def build_context(rc: RunConfig, ms: MetaSettings, tasks_file: str | Path) -> Context:
     """The training and validation tasks of ``tasks_file`` as support/query pairs."""
-    ds = read_netcdf(tasks_file)
-    if str(ds.attrs.get("pde")) != rc.pde.name:
-        raise ValueError(f"{tasks_file} holds {ds.attrs.get('pde')!r} tasks, "
-                         f"not {rc.pde.name!r}")
-    split = [str(s) for s in ds.split.values]
-    train = [int(i) for i, s in zip(ds.task.values, split, strict=True) if s == "train"]
-    val = [int(i) for i, s in zip(ds.task.values, split, strict=True) if s == "val"]
+    ds = load_tasks(tasks_file, rc.pde.name)
+    train, val = split_indices(ds, ("train",)), split_indices(ds, ("val",))
     if not train:
         raise ValueError(f"{tasks_file} has no training tasks")
     if ms.meta_batch > len(train):

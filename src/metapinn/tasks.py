@@ -142,6 +142,22 @@ def tasks_to_dataset(pde: PDEFamily, tasks: list[Task], settings: TaskSettings) 
     return ds
 
 
+def load_tasks(path, pde: str) -> xr.Dataset:
+    """A tasks NetCDF, checked to hold tasks of the family ``pde``."""
+    from .ncio import read_netcdf
+
+    ds = read_netcdf(path)
+    if str(ds.attrs.get("pde")) != pde:
+        raise ValueError(f"{path} holds {ds.attrs.get('pde')!r} tasks, not {pde!r}")
+    return ds
+
+
+def split_indices(ds: xr.Dataset, splits) -> list[int]:
+    """Indices of the dataset's tasks whose split is in ``splits``, in file order."""
+    return [int(i) for i, s in zip(ds.task.values, ds.split.values, strict=True)
+            if str(s) in splits]
+
+
 def task_from_dataset(ds: xr.Dataset, index: int) -> Task:
     """The task with index ``index`` from a dataset written by :func:`tasks_to_dataset`."""
     if index not in ds["task"].values:
