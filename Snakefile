@@ -1,10 +1,14 @@
 # metapinn pipeline: a table of contents. Each rule calls one library function through the
 # `metapinn` CLI; the experiment (config/experiment/<name>.yaml) decides families, methods
-# and seeds. `snakemake --cores all` runs `quick`; `--config experiment=tiny` the test size.
+# and seeds. `snakemake --cores all` runs `quick`; `--config experiment=tiny` the test size;
+# `snakemake --report results/<exp>/report.html` builds the HTML report after a run.
 
 import os
 
 configfile: os.path.join(workflow.basedir, "workflow", "config.yaml")
+
+
+report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"

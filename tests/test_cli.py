@@ -1,9 +1,14 @@
 """The Hydra CLI: clear errors before any work, and the commands' outputs."""
 
+import os
+from pathlib import Path
+
 import pytest
 
 from metapinn.cli import main
 from metapinn.ncio import read_netcdf
+
+REPO = Path(__file__).resolve().parents[1]
 
 TINY = ["experiment=tiny", "pde.n_collocation=128", "pde.n_boundary=32", "pde.n_obs=64"]
 
@@ -85,6 +90,38 @@ def test_experiment_method_overrides_and_command_line_precedence():
     cfg = compose(["experiment=quick", "method=maml", "method.outer_steps=7"])
     assert cfg.method.outer_steps == 7 and cfg.method.inner_steps == 2
     assert compose(["experiment=quick", "method=scratch"]).method.outer_steps == 0
+
+
+def test_experiment_pde_overrides_set_per_family_thresholds(tmp_path):
+    from metapinn.config import ConfigError, compose, run_config
+
+    exp = tmp_path / "experiment"
+    exp.mkdir()
+    for f in (REPO / "config").glob("**/*.yaml"):
+        dest = tmp_path / f.relative_to(REPO / "config")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_text(f.read_text())
+    (exp / "mine.yaml").write_text(
+        "# @package _global_\nexperiment:\n  name: mine\n  pdes: [cdr]\n  methods: [scratch]\n"
+        "  seeds: [0]\n  splits: [test]\n  lr_grid: [0.01]\n"
+        "  pde_overrides:\n    cdr: {threshold: {u_rel_l2: 0.2}}\n")
+    old = os.environ.get("METAPINN_CONFIG_DIR")
+    os.environ["METAPINN_CONFIG_DIR"] = str(tmp_path)
+    try:
+        rc = run_config(compose(["experiment=mine", "pde=cdr"]))
+        assert rc.threshold_u == 0.2 and rc.threshold_coef == 0.1  # merged, not replaced
+        assert run_config(compose(["experiment=mine", "pde=burgers"])).threshold_u == 0.05
+        cli = run_config(compose(["experiment=mine", "pde=cdr", "pde.threshold.u_rel_l2=0.3"]))
+        assert cli.threshold_u == 0.3  # the command line wins
+        (exp / "mine.yaml").write_text((exp / "mine.yaml").read_text().replace(
+            "threshold:", "threshhold:"))
+        with pytest.raises(ConfigError, match="pde_overrides.cdr: unknown setting.*threshhold"):
+            compose(["experiment=mine", "pde=cdr"])
+    finally:
+        if old is None:
+            os.environ.pop("METAPINN_CONFIG_DIR")
+        else:
+            os.environ["METAPINN_CONFIG_DIR"] = old
 
 
 def test_tune_lr_picks_the_best_scratch_rate_and_adapt_uses_it(tmp_path, capsys):

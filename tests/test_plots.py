@@ -1,28 +1,84 @@
-"""Figures read NetCDF only and are byte-identical when redrawn."""
+"""Figures read NetCDF only, are byte-identical when redrawn, and refuse bad input."""
 
 import numpy as np
+import pytest
 import xarray as xr
 
 from metapinn.ncio import write_netcdf
-from metapinn.plots import convergence_figure, taylor_figure
+from metapinn.plots import (
+    FAMILY_FIGURES,
+    family_figures,
+    meta_training_figure,
+    speedup_overview_figure,
+    taylor_figure,
+)
+
+STEPS = np.arange(0, 501, 50)
+DIMS = ("pde", "method", "seed", "task", "step")
 
 
-def _adapt_file(path, method, rate):
-    steps = np.arange(0, 501, 50)
-    u = np.exp(-rate * np.linspace(0.8, 1.2, 4)[:, None] * steps[None] / 100)
-    ds = xr.Dataset({"u_rel_l2": (("task", "step"), u, {"long_name": "u error", "units": "1"})},
-                    coords={"task": np.arange(4), "step": steps},
-                    attrs={"pde": "burgers", "method": method, "seed": 0})
+def _convergence(path, pdes=("burgers", "darcy")):
+    """Synthetic collected curves: maml converges 3× faster than scratch; 4 test + 2 ood."""
+    rates = np.array([1.0, 3.0])[None, :, None, None, None] * np.linspace(0.8, 1.2, 6)[
+        None, None, None, :, None]
+    u = np.exp(-rates * STEPS / 100.0) * np.ones((len(pdes), 1, 1, 1, 1))
+    attrs = {"long_name": "x", "units": "1"}
+    ds = xr.Dataset(
+        {"u_rel_l2": (DIMS, u, attrs), "coef_rel_err_max": (DIMS, u / 2, attrs),
+         "loss": (DIMS, u ** 2, attrs),
+         "wall_time": (DIMS, np.broadcast_to(STEPS * 0.01, u.shape).copy(), attrs),
+         "threshold_u_rel_l2": ("pde", [0.05] * len(pdes), attrs),
+         "threshold_coef_rel_err": ("pde", [0.05] * len(pdes), attrs)},
+        coords={"pde": list(pdes), "method": ["scratch", "maml"], "seed": [0],
+                "task": np.arange(6), "step": STEPS,
+                "split": ("task", np.array(["test"] * 4 + ["ood"] * 2, dtype=object))})
     return write_netcdf(ds, path, title="t")
 
 
-def test_convergence_and_taylor_figures_are_reproducible(tmp_path):
-    files = [_adapt_file(tmp_path / f"{m}.nc", m, r) for m, r in (("scratch", 1), ("maml", 3))]
+def _history(path, pde, method, n=20):
+    steps = np.arange(1, n + 1)
+    attrs = {"long_name": "x", "units": "1"}
+    val = np.where(steps % 5 == 0, 1.0 / steps, np.nan)
+    ds = xr.Dataset({"meta_loss": ("outer_step", 1.0 / steps, attrs),
+                     "val_loss": ("outer_step", val, attrs),
+                     "train_time": ("outer_step", 0.1 * steps, {"long_name": "t", "units": "s"})},
+                    coords={"outer_step": steps},
+                    attrs={"pde": pde, "method": method, "seed": 0, "total_train_time_s": 2.0})
+    return write_netcdf(ds, path, title="t")
+
+
+def test_family_figures_are_valid_and_byte_identical_on_rerun(tmp_path):
+    conv = _convergence(tmp_path / "conv.nc")
+    a = family_figures(conv, "burgers", tmp_path / "a")
+    b = family_figures(conv, "burgers", tmp_path / "b")
+    assert len(a) == 2 * len(FAMILY_FIGURES) == 8
+    for fa, fb in zip(a, b, strict=True):
+        data = fa.read_bytes()
+        assert data == fb.read_bytes() and len(data) > 2000
+        assert data.startswith(b"%PDF" if fa.suffix == ".pdf" else b"\x89PNG")
+    with pytest.raises(ValueError, match="no family 'cdr'"):
+        family_figures(conv, "cdr", tmp_path / "c")
+
+
+def test_meta_training_and_overview_figures(tmp_path):
+    hist = [_history(tmp_path / f"{m}.nc", "burgers", m) for m in ("maml", "reptile")]
     for run in ("a", "b"):
-        convergence_figure(files, tmp_path / f"{run}.pdf", tmp_path / f"{run}.png")
-    for ext in ("pdf", "png"):
-        a, b = (tmp_path / f"a.{ext}").read_bytes(), (tmp_path / f"b.{ext}").read_bytes()
-        assert a == b and len(a) > 2000
+        meta_training_figure(hist, tmp_path / f"m{run}.pdf", tmp_path / f"m{run}.png")
+    assert (tmp_path / "ma.png").read_bytes() == (tmp_path / "mb.png").read_bytes()
+    other = _history(tmp_path / "cdr.nc", "cdr", "maml")
+    with pytest.raises(ValueError, match="mixes families"):
+        meta_training_figure([*hist, other], tmp_path / "x.pdf", tmp_path / "x.png")
+    with pytest.raises(ValueError, match="not a meta-training history"):
+        meta_training_figure([_convergence(tmp_path / "c.nc")], tmp_path / "x.pdf",
+                             tmp_path / "x.png")
+    conv = _convergence(tmp_path / "conv.nc")
+    for run in ("a", "b"):
+        speedup_overview_figure(conv, tmp_path / f"o{run}.pdf", tmp_path / f"o{run}.png")
+    assert (tmp_path / "oa.pdf").read_bytes() == (tmp_path / "ob.pdf").read_bytes()
+    assert (tmp_path / "oa.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_taylor_figure_is_reproducible(tmp_path):
     alpha = np.logspace(-4, -2, 5)
     err = np.stack([c * alpha ** 2 for c in (1.0, 0.5, 0.2)])
     ds = xr.Dataset({"rel_error": (("method", "alpha"), err, {"long_name": "e", "units": "1"})},
@@ -32,14 +88,3 @@ def test_convergence_and_taylor_figures_are_reproducible(tmp_path):
     taylor_figure(nc, tmp_path / "t1.pdf", tmp_path / "t1.png")
     taylor_figure(nc, tmp_path / "t2.pdf", tmp_path / "t2.png")
     assert (tmp_path / "t1.pdf").read_bytes() == (tmp_path / "t2.pdf").read_bytes()
-
-
-def test_convergence_figure_rejects_mixed_families(tmp_path):
-    import pytest
-
-    a = _adapt_file(tmp_path / "a.nc", "scratch", 1)
-    ds = xr.open_dataset(a).load()
-    ds.attrs["pde"] = "cdr"
-    b = write_netcdf(ds, tmp_path / "b.nc", title="t")
-    with pytest.raises(ValueError, match="mixes families"):
-        convergence_figure([a, b], tmp_path / "x.pdf", tmp_path / "x.png")

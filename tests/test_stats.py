@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from metapinn.stats import bootstrap_median_ci, speedup_table, steps_to_threshold, write_tables
+from metapinn.ncio import write_netcdf
+from metapinn.stats import (
+    bootstrap_median_ci,
+    meta_train_times,
+    speedup_table,
+    steps_to_threshold,
+)
+from metapinn.tables import write_tables
 
 STEPS = np.arange(0, 1001, 10)
 
@@ -60,8 +67,61 @@ def test_tables_have_a_row_per_family_and_method(tmp_path):
     df = speedup_table(conv)
     write_tables(df, tmp_path / "s.csv", tmp_path / "s.md", tmp_path / "s.tex")
     md = (tmp_path / "s.md").read_text().splitlines()
-    assert len(md) == 2 + 2 and md[3].startswith("| toy | maml | 2.00")
+    assert len(md) == 2 + 2 and md[3].startswith("| toy | test | maml | 2.00")
     tex = (tmp_path / "s.tex").read_text()
     assert "\\toprule" in tex and "\\bottomrule" in tex and tex.count("\\\\\n") == 3
     with pytest.raises(ValueError, match="scratch"):
         speedup_table(conv.sel({"method": ["maml"]}))
+
+
+def test_test_and_ood_splits_are_reported_separately():
+    """The method is 4× faster on the test tasks but no faster on the ood tasks."""
+    scratch = _curves(1.0, 6)
+    fast = np.concatenate([_curves(4.0, 4), scratch[4:]])
+    u = np.stack([scratch, fast])[None, :, None]
+    dims = ("pde", "method", "seed", "task", "step")
+    conv = xr.Dataset(
+        {"u_rel_l2": (dims, u), "coef_rel_err_max": (dims, u / 2),
+         "wall_time": (dims, np.broadcast_to(STEPS * 0.01, u.shape).copy()),
+         "threshold_u_rel_l2": ("pde", [1e-3]), "threshold_coef_rel_err": ("pde", [1e-3])},
+        coords={"pde": ["toy"], "method": ["scratch", "fast"], "seed": [0],
+                "task": np.arange(6), "step": STEPS,
+                "split": ("task", ["test"] * 4 + ["ood"] * 2)})
+    df = speedup_table(conv).set_index(["split", "method"])
+    assert list(df.index.get_level_values(0).unique()) == ["test", "ood"]
+    assert df.loc[("test", "fast"), "speedup"] == pytest.approx(4.0, rel=0.05)
+    assert df.loc[("ood", "fast"), "speedup"] == 1.0
+    assert df.loc[("test", "fast"), "n_runs"] == 4 and df.loc[("ood", "fast"), "n_runs"] == 2
+
+
+def test_censored_scratch_marks_the_speedup_as_a_lower_bound(tmp_path):
+    u = np.stack([_curves(0.1), _curves(4.0)])[None, :, None]  # scratch never reaches 1e-3
+    dims = ("pde", "method", "seed", "task", "step")
+    conv = xr.Dataset(
+        {"u_rel_l2": (dims, u), "coef_rel_err_max": (dims, u),
+         "wall_time": (dims, np.broadcast_to(STEPS * 0.01, u.shape).copy()),
+         "threshold_u_rel_l2": ("pde", [1e-3]), "threshold_coef_rel_err": ("pde", [1e-3])},
+        coords={"pde": ["toy"], "method": ["scratch", "fast"], "seed": [0],
+                "task": np.arange(5), "step": STEPS})
+    df = speedup_table(conv)
+    assert df.set_index("method").loc["scratch", "reached"] == 0.0
+    write_tables(df, tmp_path / "s.csv", tmp_path / "s.md", tmp_path / "s.tex")
+    md = (tmp_path / "s.md").read_text().splitlines()
+    assert md[3].startswith("| toy | test | fast | ≥5.")  # 1000 / 180 steps, censored
+    assert "$\\geq$" in (tmp_path / "s.tex").read_text()
+
+
+def test_meta_train_times_read_the_histories(tmp_path):
+    attrs = {"long_name": "x", "units": "1"}
+    paths = []
+    for seed, t in ((0, 10.0), (1, 20.0)):
+        ds = xr.Dataset({"meta_loss": ("outer_step", [1.0, 0.5], attrs)},
+                        coords={"outer_step": [1, 2]},
+                        attrs={"pde": "cdr", "method": "leap", "seed": seed,
+                               "total_train_time_s": t})
+        paths.append(write_netcdf(ds, tmp_path / f"h{seed}.nc", title="t"))
+    assert meta_train_times(paths) == {("cdr", "leap"): 15.0}
+    ds = xr.Dataset({"u": ("x", [1.0], attrs)})
+    bad = write_netcdf(ds, tmp_path / "bad.nc", title="t")
+    with pytest.raises(ValueError, match="not a meta-training history"):
+        meta_train_times([bad])

@@ -4,6 +4,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from metapinn.ncio import read_netcdf
@@ -18,18 +19,29 @@ def _snakemake(workdir, *args):
                           capture_output=True, text=True, timeout=600, check=False)
 
 
-def test_dry_run_job_counts(tmp_path):
-    r = _snakemake(tmp_path, "-n", "--cores", "1", "--config", "experiment=quick")
-    assert r.returncode == 0, r.stderr
+def _job_counts(stdout):
     counts = {}
-    for line in r.stdout.splitlines():
+    for line in stdout.splitlines():
         parts = line.split()
         if len(parts) == 2 and parts[1].isdigit() and not parts[0].endswith(":"):
             counts[parts[0]] = int(parts[1])
-    # 3 families × (7 meta-trained methods + scratch) × 1 seed
-    assert counts == {"generate_tasks": 3, "tune_scratch_lr": 3, "meta_train": 21,
-                      "adapt": 24, "taylor_check": 3, "convergence_figure": 3, "collect": 1,
-                      "tables": 1, "all": 1, "total": 60}
+    return counts
+
+
+PER_FAMILY = {"generate_tasks": 1, "tune_scratch_lr": 1, "taylor_check": 1, "family_figures": 1,
+              "meta_training_figure": 1}
+ONCE = {"collect": 1, "speedup_overview": 1, "tables": 1, "all": 1}
+
+
+@pytest.mark.parametrize("experiment, seeds", [("quick", 1), ("paper", 3)])
+def test_dry_run_job_counts(tmp_path, experiment, seeds):
+    r = _snakemake(tmp_path, "-n", "--cores", "1", "--config", f"experiment={experiment}")
+    assert r.returncode == 0, r.stderr
+    # 3 families × (7 meta-trained methods + scratch) × seeds
+    expected = {k: 3 * v for k, v in PER_FAMILY.items()} | ONCE
+    expected |= {"meta_train": 3 * 7 * seeds, "adapt": 3 * 8 * seeds}
+    expected["total"] = sum(expected.values())
+    assert _job_counts(r.stdout) == expected
 
 
 def test_bad_workflow_config_is_named(tmp_path):
@@ -50,33 +62,56 @@ def test_tiny_pipeline_end_to_end(tmp_path):
     for pde in ("burgers", "cdr", "darcy"):
         for method in methods:
             ds = read_netcdf(out / "adapt" / pde / method / "seed0.nc")
-            assert ds.sizes["task"] == 2 and list(ds.split.values) == ["test", "test"]
+            assert list(ds.split.values) == ["test", "test", "ood"]
             assert set(ds.data_vars) >= {"loss", "u_rel_l2", "coef_rel_err", "wall_time"}
             assert ds.attrs["method"] == method and "experiment" in ds.attrs["config"]
             if method != "scratch":
                 hist = read_netcdf(out / "meta" / pde / method / "seed0" / "history.nc")
-                assert "meta_loss" in hist
+                assert "meta_loss" in hist and hist.attrs["method"] == method
         taylor = read_netcdf(out / "taylor" / f"{pde}.nc")
         assert ((taylor.slope.values > 1.7) & (taylor.slope.values < 2.3)).all()
-        pdf = (out / "figures" / f"convergence_{pde}.pdf").read_bytes()
-        png = (out / "figures" / f"convergence_{pde}.png").read_bytes()
-        assert pdf.startswith(b"%PDF") and len(pdf) > 2000
-        assert png.startswith(b"\x89PNG") and len(png) > 2000
+        figures = ("convergence", "coef_error", "wall_time", "steps_to_threshold",
+                   "meta_training")
+        for name in [f"figures/{pde}/{f}" for f in figures] + [f"taylor/{pde}"]:
+            _assert_figure(out / name)
         assert (tmp_path / "logs" / "tiny" / "adapt" / pde / "scratch" / "seed0.log").exists()
+    _assert_figure(out / "figures" / "speedup_overview")
     tune = read_netcdf(out / "tune" / "burgers.nc")
     assert tune.attrs["best_lr"] in (0.001, 0.01) and tune.u_rel_l2.dims == ("lr", "task")
     assert f"adaptation learning rate {tune.attrs['best_lr']:.3g}" in (
         tmp_path / "logs" / "tiny" / "adapt" / "burgers" / "maml" / "seed0.log").read_text()
     conv = read_netcdf(out / "convergence.nc")
-    assert dict(conv.sizes) == {"pde": 3, "method": 8, "seed": 1, "task": 2, "step": 3}
+    assert dict(conv.sizes) == {"pde": 3, "method": 8, "seed": 1, "task": 3, "step": 3}
     assert conv.u_rel_l2.dims == ("pde", "method", "seed", "task", "step")
-    assert list(conv.split.values) == ["test", "test"]
-    table = (out / "tables" / "speedup.csv").read_text().splitlines()
-    assert len(table) == 1 + 3 * 8 and table[0].startswith("pde,method,speedup")
+    assert list(conv.split.values) == ["test", "test", "ood"]
+    assert list(conv.step.values) == [0, 10, 20]
+    for name in ("u_rel_l2", "coef_rel_err_max", "wall_time", "loss"):
+        assert {"long_name", "units"} <= set(conv[name].attrs), name
+    assert {"title", "source", "created", "history"} <= set(conv.attrs)
+    table = pd.read_csv(out / "tables" / "speedup.csv")
+    assert len(table) == 3 * 2 * 8  # family × split × method
+    assert set(map(tuple, table[["pde", "split", "method"]].values)) == {
+        (p, s, m) for p in ("burgers", "cdr", "darcy") for s in ("test", "ood") for m in methods}
+    assert (table[table.method == "scratch"].speedup == 1.0).all()
     assert (out / "tables" / "speedup.tex").read_text().startswith("\\begin{tabular}")
+    # the HTML report embeds every figure and the table, each with its caption
+    report = tmp_path / "report.html"
+    r = _snakemake(tmp_path, "--report", str(report), "--config", "experiment=tiny")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    html = report.read_text(errors="replace")
+    assert len(html) > 100_000
+    for text in ("speedup_overview.png", "steps_to_threshold.png", "meta_training.png",
+                 "speedup.csv", "distribution of steps to threshold", "Speedups across"):
+        assert text in html, text
     # a second run has nothing to do
     r = _snakemake(tmp_path, "-n", "--cores", "2", "--config", "experiment=tiny")
     assert "Nothing to be done" in r.stdout + r.stderr
+
+
+def _assert_figure(stem):
+    pdf, png = stem.with_suffix(".pdf").read_bytes(), stem.with_suffix(".png").read_bytes()
+    assert pdf.startswith(b"%PDF") and len(pdf) > 2000, stem
+    assert png.startswith(b"\x89PNG") and len(png) > 2000, stem
 
 
 def test_snakemake_lint_is_clean(tmp_path):
@@ -86,19 +121,27 @@ def test_snakemake_lint_is_clean(tmp_path):
     assert "Congratulations" in r.stdout + r.stderr
 
 
-def test_meta_train_asks_for_a_gpu_only_on_cuda(tmp_path):
-    def gpu_requests(device):
-        r = _snakemake(tmp_path, "-n", "--cores", "1", "--config", "experiment=tiny",
+def test_gpu_requests_follow_the_device(tmp_path):
+    """With device=cuda the torch-heavy rules (meta_train, tune_scratch_lr, adapt) ask for a
+    GPU and run on it; the others stay on the CPU so that a CPU-only node can run them."""
+    def jobs(device):
+        r = _snakemake(tmp_path, "-n", "-p", "--cores", "1", "--config", "experiment=tiny",
                        f"device={device}")
         assert r.returncode == 0, r.stderr
         found, rule = {}, None
         for line in r.stdout.splitlines():
             if line.startswith("rule ") or line.startswith("localrule "):
                 rule = line.split()[1].rstrip(":")
-            elif line.strip().startswith("resources:") and rule:
-                found[rule] = found.get(rule, False) or "gpu=1" in line
+            elif rule and line.strip().startswith("resources:"):
+                found.setdefault(rule, set()).add("gpu=1" in line)
+            elif rule and line.startswith("metapinn "):
+                found.setdefault(rule, set()).add(f"device={device}" if f"device={device}"
+                                                  in line else "device=cpu")
         return found
 
-    assert gpu_requests("cuda")["meta_train"] is True
-    assert gpu_requests("cuda")["adapt"] is False
-    assert gpu_requests("cpu")["meta_train"] is False
+    cuda = jobs("cuda")
+    for rule in ("meta_train", "tune_scratch_lr", "adapt"):
+        assert cuda[rule] == {True, "device=cuda"}, rule
+    for rule in ("generate_tasks", "taylor_check"):
+        assert cuda[rule] == {False, "device=cpu"}, rule
+    assert jobs("cpu")["meta_train"] == {False, "device=cpu"}

@@ -7,10 +7,10 @@ Commands taking Hydra overrides (``key=value``, see ``config/``):
     metapinn meta-train pde=burgers method=maml seed=0 [resume=true]
     metapinn adapt-tasks pde=cdr method=scratch tasks_file=PATH out=PATH
 
-and plain commands:
+and plain commands (``metapinn --help`` lists them all):
 
-    metapinn plot-convergence --pdf F.pdf --png F.png ADAPT.nc [ADAPT.nc ...]
-    metapinn config [overrides]                         print the resolved configuration
+    metapinn collect --out convergence.nc ADAPT.nc [ADAPT.nc ...]
+    metapinn plot-family --convergence convergence.nc --pde burgers --out-dir DIR
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from .config import ConfigError, RunConfig, compose, meta_settings, run_config
 
 log = logging.getLogger("metapinn")
 
-PLAIN_COMMANDS = ("plot-convergence", "collect", "tables")
+PLAIN_COMMANDS = ("collect", "tables", "plot-family", "plot-meta-training", "plot-speedups")
 HYDRA_COMMANDS = ("generate-tasks", "tune-lr", "solve", "meta-train", "adapt-tasks",
                   "taylor-check", "export-observations", "identify", "config")
 
@@ -211,29 +211,31 @@ def cmd_config(cfg: DictConfig, rc: RunConfig) -> None:
 
 def _plain_parser(command: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"metapinn {command}")
-    if command == "plot-convergence":
+    if command in ("tables", "plot-family", "plot-speedups"):
+        p.add_argument("--convergence", required=True, help="convergence.nc (from collect)")
+    if command in ("plot-meta-training", "plot-speedups"):
         p.add_argument("--pdf", required=True)
         p.add_argument("--png", required=True)
+    if command == "plot-family":
+        p.add_argument("--pde", required=True)
+        p.add_argument("--out-dir", required=True)
     elif command == "collect":
         p.add_argument("--out", required=True, help="convergence.nc")
+        p.add_argument("inputs", nargs="+", help="adaptation NetCDFs")
     elif command == "tables":
-        p.add_argument("--convergence", required=True)
         p.add_argument("--csv", required=True)
         p.add_argument("--md", required=True)
         p.add_argument("--tex", required=True)
-    p.add_argument("inputs", nargs="+" if command != "tables" else "*",
-                   help="adaptation NetCDFs (tables: init.pt files for the break-even count)")
+        p.add_argument("inputs", nargs="*",
+                       help="meta-training history.nc files (for the break-even count)")
+    elif command == "plot-meta-training":
+        p.add_argument("inputs", nargs="+", help="meta-training history.nc files of a family")
     return p
 
 
 def run_plain(command: str, rest: list[str]) -> None:
     a = _plain_parser(command).parse_args(rest)
-    if command == "plot-convergence":
-        from .plots import convergence_figure
-
-        convergence_figure(a.inputs, a.pdf, a.png)
-        print(f"wrote {a.pdf} and {a.png}")
-    elif command == "collect":
+    if command == "collect":
         from .ncio import write_netcdf
         from .stats import collect
 
@@ -243,11 +245,27 @@ def run_plain(command: str, rest: list[str]) -> None:
         print(f"wrote {a.out}: " + ", ".join(f"{k}={v}" for k, v in ds.sizes.items()))
     elif command == "tables":
         from .ncio import read_netcdf
-        from .stats import meta_train_times, speedup_table, write_tables
+        from .stats import meta_train_times, speedup_table
+        from .tables import markdown, write_tables
 
         df = speedup_table(read_netcdf(a.convergence), meta_train_times(a.inputs))
         write_tables(df, a.csv, a.md, a.tex)
-        print(open(a.md).read(), end="")
+        print(markdown(df), end="")
+    elif command == "plot-family":
+        from .plots import family_figures
+
+        for path in family_figures(a.convergence, a.pde, a.out_dir):
+            print(f"wrote {path}")
+    elif command == "plot-meta-training":
+        from .plots import meta_training_figure
+
+        meta_training_figure(a.inputs, a.pdf, a.png)
+        print(f"wrote {a.pdf} and {a.png}")
+    elif command == "plot-speedups":
+        from .plots import speedup_overview_figure
+
+        speedup_overview_figure(a.convergence, a.pdf, a.png)
+        print(f"wrote {a.pdf} and {a.png}")
 
 
 USAGE = f"""metapinn {__version__}: meta-learned PINN initialisations for inverse PDE problems
@@ -265,9 +283,11 @@ commands (Hydra overrides, see config/):
   identify         observations=PATH [init=PATH] → identified coefficients (+ out=PATH NetCDF)
   config           print the resolved configuration
 plain commands:
-  plot-convergence --pdf F --png F ADAPT.nc ...   convergence figure of one family
-  collect --out convergence.nc ADAPT.nc ...        merge into dims (pde, method, seed, task, step)
-  tables --convergence C --csv F --md F --tex F [INIT.pt ...]   speedup tables
+  collect --out convergence.nc ADAPT.nc ...       merge into dims (pde, method, seed, task, step)
+  tables --convergence C --csv F --md F --tex F [HISTORY.nc ...]   speedup tables
+  plot-family --convergence C --pde P --out-dir D  a family's convergence figures
+  plot-meta-training --pdf F --png F HISTORY.nc ...  a family's meta-training curves
+  plot-speedups --convergence C --pdf F --png F    speedups of every family and method
 """
 
 

@@ -78,25 +78,27 @@ def compose(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
         raise ConfigError(f"invalid configuration: {msg} {cause}".strip()) from None
     except OverrideParseException as e:
         raise ConfigError(f"cannot parse override: {e}") from None
-    return _apply_method_overrides(cfg, overrides)
+    cfg = _apply_experiment_overrides(cfg, overrides, "pde", "pde_overrides")
+    return _apply_experiment_overrides(cfg, overrides, "method", "method_overrides")
 
 
-def _apply_method_overrides(cfg: DictConfig, overrides) -> DictConfig:
-    """Merge ``experiment.method_overrides[<method>]`` (per-method budgets of an experiment)
-    into ``cfg.method``; ``method.*`` overrides on the command line still win."""
-    per_method = cfg.experiment.get("method_overrides") or {}
-    extra = per_method.get(cfg.method.name)
+def _apply_experiment_overrides(cfg: DictConfig, overrides, group: str, key: str) -> DictConfig:
+    """Merge ``experiment.<key>[<name>]`` into ``cfg.<group>``: an experiment's per-family
+    settings (``pde_overrides``, e.g. thresholds) and per-method budgets
+    (``method_overrides``). ``<group>.*`` overrides on the command line still win."""
+    node = cfg[group]
+    extra = (cfg.experiment.get(key) or {}).get(node.name)
     if not extra:
         return cfg
-    unknown = set(extra) - set(cfg.method)
+    unknown = set(extra) - set(node)
     if unknown:
-        raise ConfigError(f"experiment.method_overrides.{cfg.method.name}: unknown setting(s) "
-                          f"{sorted(unknown)}; valid keys: {', '.join(sorted(cfg.method))}")
-    cli = [o for o in overrides if o.split("=", 1)[0].startswith("method.")]
+        raise ConfigError(f"experiment.{key}.{node.name}: unknown setting(s) "
+                          f"{sorted(unknown)}; valid keys: {', '.join(sorted(map(str, node)))}")
+    cli = [o for o in overrides if o.split("=", 1)[0].startswith(f"{group}.")]
     OmegaConf.set_struct(cfg, False)
-    cfg.method = OmegaConf.merge(cfg.method, extra)
+    cfg[group] = OmegaConf.merge(node, extra)
     if cli:
-        cfg.method = OmegaConf.merge(cfg.method, OmegaConf.from_dotlist(cli).method)
+        cfg[group] = OmegaConf.merge(cfg[group], OmegaConf.from_dotlist(cli)[group])
     OmegaConf.set_struct(cfg, True)
     return cfg
 

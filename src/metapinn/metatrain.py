@@ -149,7 +149,9 @@ def meta_train(rc: RunConfig, ms: MetaSettings, tasks_file: str | Path, out_dir:
     atomic_save({"format": FORMAT, "pde": rc.pde.name, "method": ms.name,
                  "hidden": list(rc.hidden), "train_time": train_time,
                  "meta": {k: v.detach().cpu() for k, v in meta.items()}}, init_path)
-    write_netcdf(history_dataset(records, train_time), out_dir / "history.nc",
+    hist = history_dataset(records, train_time)
+    hist.attrs.update({"pde": rc.pde.name, "method": ms.name, "seed": rc.seed})
+    write_netcdf(hist, out_dir / "history.nc",
                  title=f"meta-training of {ms.name} on {rc.pde.name}", config=rc.yaml,
                  history=f"metapinn meta-train method={ms.name}")
     return init_path

@@ -68,11 +68,20 @@ def write_netcdf(ds: xr.Dataset, path: str | os.PathLike, *, title: str, config:
     for name, var in ds.data_vars.items():
         if var.dtype.kind in "fiu":
             encoding[name] = {"zlib": True, "complevel": 4}
+    return atomic_write(path, lambda tmp: ds.to_netcdf(tmp, engine="netcdf4",
+                                                      encoding=encoding))
+
+
+def atomic_write(path: str | os.PathLike, write) -> Path:
+    """Call ``write(tmp)`` on a temporary file next to ``path``, then rename it to ``path``:
+    an interrupted write never leaves a truncated file behind."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}",
+                               dir=path.parent)
     os.close(fd)
     try:
-        ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -7,16 +7,24 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
+import xarray as xr  # noqa: E402
 
-from .ncio import read_netcdf  # noqa: E402
+from .ncio import atomic_write, read_netcdf  # noqa: E402
 
 # one colour per method, the same in every figure
-from .stats import METHOD_ORDER  # noqa: E402
+from .stats import (  # noqa: E402
+    METHOD_ORDER,
+    select_split,
+    speedup_table,
+    splits_of,
+    threshold_steps,
+)
 
 PDE_TITLES = {"burgers": "Burgers", "cdr": "Convection–diffusion–reaction", "darcy": "Darcy"}
 
@@ -27,54 +35,237 @@ def method_colours() -> dict[str, tuple]:
 
 
 def _save(fig, pdf: str | os.PathLike, png: str | os.PathLike):
-    for path in (pdf, png):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(pdf, metadata={"CreationDate": None, "ModDate": None, "Producer": None,
-                               "Creator": "metapinn"})
-    fig.savefig(png, dpi=150, metadata={"Software": None})
+    """PDF and PNG without timestamps (byte-identical on rerun), each written atomically."""
+    atomic_write(pdf, lambda tmp: fig.savefig(tmp, metadata={
+        "CreationDate": None, "ModDate": None, "Producer": None, "Creator": "metapinn"}))
+    atomic_write(png, lambda tmp: fig.savefig(tmp, dpi=150, metadata={"Software": None}))
     plt.close(fig)
 
 
-def convergence_figure(files: Sequence[str | os.PathLike], pdf: str | os.PathLike,
-                       png: str | os.PathLike, variable: str = "u_rel_l2") -> None:
-    """u_rel_l2 (or another logged variable) against step: median and interquartile band
-    over tasks (and seeds), one line per method.
+Y_LABELS = {
+    "u_rel_l2": r"relative $L^2$ error of $u$",
+    "coef_rel_err_max": "coefficient error (largest relative error;\nfield: relative $L^2$ of $a$)",
+    "loss": "task loss",
+}
+X_LABELS = {"step": "optimiser step", "wall_time": "adaptation wall time (s)"}
+THRESHOLDS = {"u_rel_l2": "threshold_u_rel_l2", "coef_rel_err_max": "threshold_coef_rel_err"}
+
+# the per-family figures of :func:`family_figures`: file stem → (x, y) or the distribution
+FAMILY_FIGURES = {
+    "convergence": ("step", "u_rel_l2"),
+    "coef_error": ("step", "coef_rel_err_max"),
+    "wall_time": ("wall_time", "u_rel_l2"),
+    "steps_to_threshold": None,
+}
+
+
+def _ordered(methods) -> list[str]:
+    return sorted((str(m) for m in methods),
+                  key=lambda m: (METHOD_ORDER.index(m) if m in METHOD_ORDER else 99, m))
+
+
+def _panels(n: int, width: float = 3.4, height: float = 3.0, sharey: bool = True):
+    sns.set_theme(style="whitegrid", context="paper")
+    fig, axes = plt.subplots(1, n, figsize=(width * n + 1.6, height), layout="constrained",
+                             sharey=sharey, squeeze=False)
+    return fig, list(axes[0])
+
+
+def _runs(values: np.ndarray) -> np.ndarray:
+    """(seed, task, step) → (run, step), dropping runs that diverged (non-finite at the end)."""
+    flat = values.reshape(-1, values.shape[-1])
+    return flat[np.isfinite(flat[:, -1])]
+
+
+def _family(conv: xr.Dataset, pde: str) -> xr.Dataset:
+    if pde not in [str(p) for p in conv.pde.values]:
+        raise ValueError(f"no family {pde!r} in the convergence data; present: "
+                         f"{[str(p) for p in conv.pde.values]}")
+    return conv.sel(pde=pde)
+
+
+def curves_figure(conv: xr.Dataset, pde: str, pdf: str | os.PathLike, png: str | os.PathLike,
+                  x: str = "step", y: str = "u_rel_l2") -> None:
+    """One logged quantity against step or wall time: median and interquartile band over
+    tasks × seeds per method, one panel per split (test, ood), the family's threshold dashed.
 
     Args:
-        files: adaptation NetCDFs (``adapt/<pde>/<method>/seed<s>.nc``) of one family.
+        conv: the collected convergence dataset (:func:`metapinn.stats.collect`).
+        pde: the family.
         pdf, png: output paths.
-        variable: the logged variable to show.
+        x: ``step`` or ``wall_time`` (the median adaptation time at each logged step).
+        y: ``u_rel_l2``, ``coef_rel_err_max`` or ``loss``.
     """
-    if not files:
-        raise ValueError("convergence_figure needs at least one adaptation file")
-    by_method: dict[str, list[np.ndarray]] = {}
-    steps = None
+    if x not in X_LABELS or y not in Y_LABELS:
+        raise ValueError(f"curves_figure: x must be one of {list(X_LABELS)} and y one of "
+                         f"{list(Y_LABELS)}, got x={x!r}, y={y!r}")
+    fam = _family(conv, pde)
+    splits = splits_of(fam)
+    colours = method_colours()
+    fig, axes = _panels(len(splits))
+    for ax, split in zip(axes, splits, strict=True):
+        part = select_split(fam, split)
+        ax.set_yscale("log")  # before plotting (DESIGN §4.4)
+        for method in _ordered(part.method.values):
+            d = part.sel({"method": method})
+            curves = _runs(d[y].values)
+            if not len(curves):
+                continue
+            xs = (part.step.values if x == "step"
+                  else np.median(_runs(d.wall_time.values), axis=0))
+            q25, med, q75 = np.quantile(curves, [0.25, 0.5, 0.75], axis=0)
+            c = colours.get(method, "k")
+            ax.plot(xs, med, color=c, label=method, lw=1.5)
+            ax.fill_between(xs, q25, q75, color=c, alpha=0.2, lw=0)
+        if y in THRESHOLDS:
+            ax.axhline(float(fam[THRESHOLDS[y]]), color="0.3", ls="--", lw=1,
+                       label="threshold")
+        ax.set_xlabel(X_LABELS[x])
+        ax.set_title(f"{split} tasks (n = {part.sizes['task'] * part.sizes['seed']})")
+    axes[0].set_ylabel(Y_LABELS[y])
+    fig.suptitle(f"{PDE_TITLES.get(pde, pde)}: median and IQR over tasks × seeds")
+    axes[-1].legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    _save(fig, pdf, png)
+
+
+def steps_distribution_figure(conv: xr.Dataset, pde: str, pdf: str | os.PathLike,
+                              png: str | os.PathLike) -> None:
+    """Steps to the family's thresholds per run, one column of points per method (filled:
+    reached; open triangle at the budget: censored), the median as a bar; a panel per split."""
+    fam = _family(conv, pde)
+    splits = splits_of(fam)
+    colours = method_colours()
+    methods = _ordered(fam.method.values)
+    budget = float(conv.step.values[-1])
+    jitter = np.random.default_rng(0)  # fixed: the figure is byte-identical on rerun
+    fig, axes = _panels(len(splits), width=0.45 * len(methods) + 1.2)
+    for ax, split in zip(axes, splits, strict=True):
+        part = select_split(conv, split)
+        for i, method in enumerate(methods):
+            s, r, _, valid = threshold_steps(part, pde, method)
+            s, r = s[valid].ravel(), r[valid].ravel()
+            xs = i + jitter.uniform(-0.18, 0.18, s.size)
+            c = colours.get(method, "k")
+            ax.scatter(xs[r], s[r], s=14, color=c, lw=0)
+            ax.scatter(xs[~r], s[~r], s=18, marker="^", facecolors="none", edgecolors=c, lw=0.8)
+            if s.size:
+                ax.plot([i - 0.3, i + 0.3], [np.median(s)] * 2, color="k", lw=1.5)
+        ax.axhline(budget, color="0.3", ls=":", lw=1)
+        ax.set_xticks(range(len(methods)), methods, rotation=45, ha="right")
+        ax.set_ylim(-0.03 * budget, 1.08 * budget)
+        ax.set_title(f"{split} tasks")
+    axes[0].set_ylabel("steps to threshold\n(open △ at the budget: not reached)")
+    fig.suptitle(f"{PDE_TITLES.get(pde, pde)}: steps to reach the thresholds "
+                 f"(bar: median)")
+    _save(fig, pdf, png)
+
+
+def family_figures(convergence_nc: str | os.PathLike, pde: str,
+                   out_dir: str | os.PathLike) -> list[Path]:
+    """Every per-family figure of the adaptation runs (``FAMILY_FIGURES``), PDF + PNG, in
+    ``out_dir``: u error and coefficient error against step, u error against wall time,
+    and the distribution of steps to threshold."""
+    conv = read_netcdf(convergence_nc)
+    out_dir = Path(out_dir)
+    written = []
+    for stem, axes in FAMILY_FIGURES.items():
+        pdf, png = out_dir / f"{stem}.pdf", out_dir / f"{stem}.png"
+        if axes is None:
+            steps_distribution_figure(conv, pde, pdf, png)
+        else:
+            curves_figure(conv, pde, pdf, png, x=axes[0], y=axes[1])
+        written += [pdf, png]
+    return written
+
+
+def meta_training_figure(history_files: Sequence[str | os.PathLike], pdf: str | os.PathLike,
+                         png: str | os.PathLike) -> None:
+    """Meta-training curves of one family: the meta-batch loss against outer step and the
+    validation loss against meta-training time, one colour per method (mean over seeds)."""
+    if not history_files:
+        raise ValueError("meta_training_figure needs at least one history.nc")
+    runs: dict[str, list] = {}
     pdes = set()
-    for f in files:
+    for f in history_files:
         ds = read_netcdf(f)
-        if variable not in ds:
-            raise ValueError(f"{f} has no variable {variable!r}")
+        if "meta_loss" not in ds or "method" not in ds.attrs:
+            raise ValueError(f"{f} is not a meta-training history (history.nc)")
         pdes.add(str(ds.attrs["pde"]))
-        by_method.setdefault(str(ds.attrs["method"]), []).append(ds[variable].values)
-        steps = ds["step"].values
+        runs.setdefault(str(ds.attrs["method"]), []).append(ds)
     if len(pdes) != 1:
-        raise ValueError(f"convergence_figure mixes families {sorted(pdes)}")
+        raise ValueError(f"meta_training_figure mixes families {sorted(pdes)}")
     pde = pdes.pop()
     colours = method_colours()
-    sns.set_theme(style="whitegrid", context="paper")
-    fig, ax = plt.subplots(figsize=(5.8, 3.2), layout="constrained")
-    ax.set_yscale("log")  # before plotting (DESIGN §4.4)
-    for method in sorted(by_method, key=lambda m: (METHOD_ORDER.index(m)
-                                                   if m in METHOD_ORDER else 99, m)):
-        curves = np.concatenate(by_method[method], axis=0)  # (tasks × seeds, step)
-        q25, med, q75 = np.quantile(curves, [0.25, 0.5, 0.75], axis=0)
+    fig, (a, b) = _panels(2, sharey=False)
+    for ax in (a, b):
+        ax.set_yscale("log")
+    for method in _ordered(runs):
         c = colours.get(method, "k")
-        ax.plot(steps, med, color=c, label=f"{method} (n={len(curves)})", lw=1.5)
-        ax.fill_between(steps, q25, q75, color=c, alpha=0.25, lw=0)
-    ax.set_xlabel("optimiser step")
-    ax.set_ylabel(r"relative $L^2$ error of $u$" if variable == "u_rel_l2" else variable)
-    ax.set_title(f"{PDE_TITLES.get(pde, pde)}: median and IQR over tasks")
-    ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        hist = runs[method]
+        n = min(h.sizes["outer_step"] for h in hist)
+        steps = hist[0].outer_step.values[:n]
+        meta = np.mean([h.meta_loss.values[:n] for h in hist], axis=0)
+        a.plot(steps, meta, color=c, lw=1.2, label=f"{method} (seeds: {len(hist)})")
+        val = np.mean([h.val_loss.values[:n] for h in hist], axis=0)
+        time = np.mean([h.train_time.values[:n] for h in hist], axis=0)
+        ok = np.isfinite(val)
+        b.plot(time[ok], val[ok], "o-", color=c, ms=3, lw=1)
+    a.set_xlabel("outer step")
+    a.set_ylabel("meta-batch loss after the inner steps")
+    b.set_xlabel("meta-training time (s)")
+    b.set_ylabel("validation-task loss after the inner steps")
+    fig.suptitle(f"{PDE_TITLES.get(pde, pde)}: meta-training (mean over seeds)")
+    b.legend(*a.get_legend_handles_labels(), frameon=False, loc="upper left",
+             bbox_to_anchor=(1.0, 1.0))
+    _save(fig, pdf, png)
+
+
+def speedup_overview_figure(convergence_nc: str | os.PathLike, pdf: str | os.PathLike,
+                            png: str | os.PathLike) -> None:
+    """Median speedup over scratch (steps to threshold) with its bootstrap 95 % interval,
+    for every method (colour) and family (marker), one panel per split, log scale."""
+    conv = read_netcdf(convergence_nc)
+    df = speedup_table(conv)
+    df = df[df.method != "scratch"]
+    splits = splits_of(conv)
+    pdes = [str(p) for p in conv.pde.values]
+    methods = _ordered(df.method.unique())
+    colours = method_colours()
+    markers = dict(zip(pdes, "osD^vP*X", strict=False))
+    fig, axes = _panels(len(splits), width=3.6, height=0.42 * len(methods) + 1.6)
+    finite = df[["speedup_lo", "speedup_hi"]].to_numpy(dtype=float)
+    finite = finite[np.isfinite(finite) & (finite > 0)]
+    lo_x = min(0.8, 0.8 * finite.min()) if finite.size else 0.5
+    hi_x = max(4.0, 1.3 * finite.max()) if finite.size else 10.0
+    ticks = [t for t in (0.1, 0.2, 0.5, 1, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1000)
+             if lo_x <= t <= hi_x]
+    offsets = np.linspace(-0.25, 0.25, len(pdes)) if len(pdes) > 1 else [0.0]
+    for ax, split in zip(axes, splits, strict=True):
+        ax.set_xscale("log")
+        sub = df[df.split == split]
+        for i, method in enumerate(methods):
+            for off, pde in zip(offsets, pdes, strict=True):
+                r = sub[(sub.method == method) & (sub.pde == pde)]
+                if r.empty or not np.isfinite(r.speedup.iloc[0]):
+                    continue
+                med, lo, hi = (float(r[k].iloc[0]) for k in ("speedup", "speedup_lo",
+                                                             "speedup_hi"))
+                ax.errorbar(med, i + off, xerr=[[med - lo], [hi - med]], fmt=markers[pde],
+                            color=colours.get(method, "k"), ms=5, capsize=2, lw=1)
+        ax.axvline(1.0, color="0.3", lw=1)
+        ax.axvline(3.0, color="0.3", lw=1, ls="--")
+        ax.set_yticks(range(len(methods)), methods)
+        ax.set_ylim(len(methods) - 0.5, -0.5)
+        ax.set_xlim(lo_x, hi_x)
+        ax.set_xticks(ticks, [f"{t:g}×" for t in ticks])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_title(f"{split} tasks")
+    fig.supxlabel("median speedup over scratch in steps to threshold (log scale)")
+    handles = [plt.Line2D([], [], marker=markers[p], color="0.3", ls="", label=PDE_TITLES.get(p, p))
+               for p in pdes]
+    handles.append(plt.Line2D([], [], color="0.3", ls="--", label="3× speedup"))
+    axes[-1].legend(handles=handles, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.suptitle("Speedup of each initialisation over scratch (bars: bootstrap 95 % CI)")
     _save(fig, pdf, png)
 
 

@@ -1,11 +1,12 @@
 """Convergence statistics (DESIGN §4.4): collect, steps-to-threshold, speedups.
 
 ``collect`` merges the adaptation files into one dataset with dims
-``(pde, method, seed, task, step)``; :func:`speedup_table` turns it into one row per
-family × method: the median speedup over tasks × seeds against scratch with a bootstrap
-95 % interval, the fraction of tasks that reached the thresholds, steps and wall time to
-threshold, final errors, and the break-even number of tasks after which meta-training
-time is repaid.
+``(pde, method, seed, task, step)`` (with a ``split`` coordinate on ``task``);
+:func:`speedup_table` turns it into one row per family × split (test, ood) × method: the
+median speedup over tasks × seeds against scratch with a bootstrap 95 % interval, the
+fraction of runs that reached the thresholds, steps and wall time to threshold, the error
+at 10 % of the budget, final errors, and the break-even number of tasks after which
+meta-training time is repaid. :mod:`metapinn.tables` formats it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 import xarray as xr
 
 from .ncio import read_netcdf
@@ -88,9 +88,54 @@ def bootstrap_median_ci(values: np.ndarray, n_boot: int = 2000, seed: int = 0,
     return float(np.median(values)), float(lo), float(hi)
 
 
+SPLIT_ORDER = ("test", "ood")
+
+
+def splits_of(conv: xr.Dataset) -> list[str]:
+    """The task splits present in ``conv`` (``test`` first, then ``ood``, then others); a
+    dataset without a ``split`` coordinate counts as one ``test`` split."""
+    if "split" not in conv.coords:
+        return ["test"]
+    present = {str(s) for s in conv.split.values}
+    return [s for s in SPLIT_ORDER if s in present] + sorted(present - set(SPLIT_ORDER))
+
+
+def select_split(conv: xr.Dataset, split: str) -> xr.Dataset:
+    """The tasks of one split (all tasks where ``conv`` has no ``split`` coordinate)."""
+    if "split" not in conv.coords:
+        if split != "test":
+            raise ValueError(f"no split {split!r}: the dataset has no split coordinate")
+        return conv
+    keep = np.array([str(s) == split for s in conv.split.values])
+    if not keep.any():
+        raise ValueError(f"no tasks in split {split!r}; present: {splits_of(conv)}")
+    return conv.isel(task=np.flatnonzero(keep))
+
+
+def threshold_steps(conv: xr.Dataset, pde: str, method: str
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per (seed, task) of one family and method: steps to the family's thresholds, whether
+    they were reached (else censored at the budget), adaptation seconds to them, and
+    whether the run is valid (finite final error).
+
+    Returns:
+        ``(steps, reached, seconds, valid)``, each of shape ``(seed, task)``.
+    """
+    c = conv.sel(pde=pde)
+    d = c.sel({"method": method})
+    steps = conv.step.values
+    s, r = steps_to_threshold(d.u_rel_l2.values, d.coef_rel_err_max.values, steps,
+                              float(c.threshold_u_rel_l2), float(c.threshold_coef_rel_err))
+    idx = np.clip(np.searchsorted(steps, s), 0, len(steps) - 1)
+    t = np.take_along_axis(d.wall_time.values, idx[..., None], axis=-1)[..., 0]
+    valid = np.isfinite(d.u_rel_l2.values[..., -1])
+    return s, r, t, valid
+
+
 def speedup_table(conv: xr.Dataset, meta_times: dict[tuple[str, str], float] | None = None,
                   n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """One row per family × method (see the module docstring).
+    """One row per family × split × method (see the module docstring); test and ood tasks
+    are reported separately.
 
     Args:
         conv: the output of :func:`collect` (must include ``scratch``).
@@ -102,93 +147,55 @@ def speedup_table(conv: xr.Dataset, meta_times: dict[tuple[str, str], float] | N
     meta_times = meta_times or {}
     steps = conv.step.values
     budget = float(steps[-1])
+    i10 = int(np.searchsorted(steps, 0.1 * budget))
     rows = []
     for pde in conv.pde.values:
-        c = conv.sel(pde=pde)
-        eps_u = float(c.threshold_u_rel_l2)
-        eps_c = float(c.threshold_coef_rel_err)
-
-        def per_method(m, c=c, eps_u=eps_u, eps_c=eps_c):
-            d = c.sel({"method": m})
-            s, r = steps_to_threshold(d.u_rel_l2.values, d.coef_rel_err_max.values, steps,
-                                      eps_u, eps_c)
-            idx = np.clip(np.searchsorted(steps, s), 0, len(steps) - 1)
-            t = np.take_along_axis(d.wall_time.values, idx[..., None], axis=-1)[..., 0]
-            return s, r, t, d
-
-        s0, r0, t0, _ = per_method("scratch")
-        for m in conv.method.values:
-            s, r, t, d = per_method(m)
-            valid = np.isfinite(d.u_rel_l2.values[..., -1])
-            speed = np.where(valid, s0 / np.maximum(s, 1.0), np.nan)
-            med, lo, hi = bootstrap_median_ci(speed.ravel(), n_boot, seed)
-            wall = np.where(valid, t0 / np.maximum(t, 1e-9), np.nan)
-            saved = np.nanmedian(t0) - np.nanmedian(t)
-            meta_t = meta_times.get((str(pde), str(m)), 0.0)
-            if m == "scratch":
-                breakeven = np.nan
-            elif saved > 0:
-                breakeven = float(np.ceil(meta_t / saved))
-            else:
-                breakeven = np.inf
-            i10 = int(np.searchsorted(steps, 0.1 * budget))
-            rows.append({
-                "pde": str(pde), "method": str(m),
-                "speedup": med, "speedup_lo": lo, "speedup_hi": hi,
-                "wall_speedup": float(np.nanmedian(wall)),
-                "reached": float(np.mean(r[valid])) if valid.any() else np.nan,
-                "steps_to_threshold": float(np.median(s[valid])) if valid.any() else np.nan,
-                "time_to_threshold_s": float(np.median(t[valid])) if valid.any() else np.nan,
-                "u_rel_l2_at_10pct": float(np.nanmedian(d.u_rel_l2.values[..., i10])),
-                "u_rel_l2_final": float(np.nanmedian(d.u_rel_l2.values[..., -1])),
-                "coef_rel_err_final": float(np.nanmedian(d.coef_rel_err_max.values[..., -1])),
-                "meta_train_s": meta_t,
-                "break_even_tasks": breakeven,
-                "budget_steps": budget,
-            })
+        for split in splits_of(conv):
+            part = select_split(conv, split)
+            s0, r0, t0, _ = threshold_steps(part, pde, "scratch")
+            for m in conv.method.values:
+                s, r, t, valid = threshold_steps(part, pde, m)
+                d = part.sel(pde=pde).sel({"method": m})
+                speed = np.where(valid, s0 / np.maximum(s, 1.0), np.nan)
+                med, lo, hi = bootstrap_median_ci(speed.ravel(), n_boot, seed)
+                wall = np.where(valid, t0 / np.maximum(t, 1e-9), np.nan)
+                saved = np.nanmedian(t0) - np.nanmedian(np.where(valid, t, np.nan))
+                meta_t = meta_times.get((str(pde), str(m)), 0.0)
+                if m == "scratch":
+                    breakeven = np.nan
+                elif saved > 0 and med > 1:  # only a method that needs fewer steps repays
+                    breakeven = float(np.ceil(meta_t / saved))
+                else:
+                    breakeven = np.inf
+                anyv = valid.any()
+                rows.append({
+                    "pde": str(pde), "split": split, "method": str(m),
+                    "speedup": med, "speedup_lo": lo, "speedup_hi": hi,
+                    "wall_speedup": float(np.nanmedian(wall)) if anyv else np.nan,
+                    "reached": float(np.mean(r[valid])) if anyv else np.nan,
+                    "scratch_reached": float(np.mean(r0)),
+                    "steps_to_threshold": float(np.median(s[valid])) if anyv else np.nan,
+                    "time_to_threshold_s": float(np.median(t[valid])) if anyv else np.nan,
+                    "u_rel_l2_at_10pct": float(np.nanmedian(d.u_rel_l2.values[..., i10])),
+                    "u_rel_l2_final": float(np.nanmedian(d.u_rel_l2.values[..., -1])),
+                    "coef_rel_err_final": float(np.nanmedian(
+                        d.coef_rel_err_max.values[..., -1])),
+                    "meta_train_s": meta_t,
+                    "break_even_tasks": breakeven,
+                    "n_runs": int(valid.sum()),
+                    "budget_steps": budget,
+                })
     return pd.DataFrame(rows)
 
 
 def meta_train_times(paths: Sequence[str | os.PathLike]) -> dict[tuple[str, str], float]:
-    """(pde, method) → meta-training seconds (summed over seeds' mean) from ``init.pt`` files."""
+    """(pde, method) → meta-training seconds (mean over seeds) from ``history.nc`` files."""
     acc: dict[tuple[str, str], list[float]] = {}
     for p in paths:
-        blob = torch.load(p, map_location="cpu", weights_only=True)
-        acc.setdefault((blob["pde"], blob["method"]), []).append(float(blob["train_time"]))
+        ds = read_netcdf(p)
+        missing = [a for a in ("pde", "method", "total_train_time_s") if a not in ds.attrs]
+        if missing:
+            raise ValueError(f"{p} is not a meta-training history (no attribute {missing[0]!r})")
+        key = (str(ds.attrs["pde"]), str(ds.attrs["method"]))
+        acc.setdefault(key, []).append(float(ds.attrs["total_train_time_s"]))
     return {k: float(np.mean(v)) for k, v in acc.items()}
-
-
-def _fmt(x: float, digits: int = 2) -> str:
-    if x is None or (isinstance(x, float) and np.isnan(x)):
-        return "–"
-    if np.isinf(x):
-        return "∞"
-    return f"{x:.{digits}g}" if abs(x) < 1e-2 or abs(x) >= 1e4 else f"{x:.{digits}f}"
-
-
-def write_tables(df: pd.DataFrame, csv: str | os.PathLike, md: str | os.PathLike,
-                 tex: str | os.PathLike) -> None:
-    """The speedup table as CSV (all columns), Markdown and LaTeX (booktabs)."""
-    df.to_csv(csv, index=False, float_format="%.6g")
-    head = ["family", "method", "speedup [95 % CI]", "reached", "steps", "time (s)",
-            "u err final", "coef err final", "break-even tasks"]
-    lines = []
-    for r in df.itertuples():
-        ci = f"{_fmt(r.speedup)} [{_fmt(r.speedup_lo)}, {_fmt(r.speedup_hi)}]"
-        lines.append([r.pde, r.method, ci, f"{r.reached:.0%}", f"{r.steps_to_threshold:.0f}",
-                      _fmt(r.time_to_threshold_s), f"{r.u_rel_l2_final:.2e}",
-                      f"{r.coef_rel_err_final:.2e}",
-                      _fmt(r.break_even_tasks) if not np.isfinite(r.break_even_tasks)
-                      else f"{r.break_even_tasks:.0f}"])
-    with open(md, "w") as f:
-        f.write("| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n")
-        for row in lines:
-            f.write("| " + " | ".join(row) + " |\n")
-    with open(tex, "w") as f:
-        f.write("\\begin{tabular}{ll" + "r" * (len(head) - 2) + "}\n\\toprule\n")
-        f.write(" & ".join(h.replace("%", "\\%") for h in head) + " \\\\\n\\midrule\n")
-        for row in lines:
-            cells = [c.replace("%", "\\%").replace("∞", "$\\infty$").replace("–", "--")
-                     for c in row]
-            f.write(" & ".join(cells) + " \\\\\n")
-        f.write("\\bottomrule\n\\end{tabular}\n")

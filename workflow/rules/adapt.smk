@@ -6,9 +6,11 @@ rule adapt:
     log:
         f"{LOGS}/adapt/{{pde}}/{{method}}/seed{{seed}}.log",
     params:
-        hydra=hydra_args,
+        hydra=hydra_args_gpu,
         init=lambda wc, input: f"init={input.init}" if "init" in input.keys() else "",
     threads: THREADS
+    resources:
+        gpu=GPUS,
     conda:
         "../envs/metapinn.yaml"
     shell:

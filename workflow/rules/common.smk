@@ -31,12 +31,21 @@ wildcard_constraints:
     seed=r"\d+",
 
 
-def hydra_args(wildcards):
+def hydra_args(wildcards, device="cpu"):
     """The Hydra overrides every job of this experiment shares."""
     return (
         f"--config-dir={CONFIG_DIR} experiment={EXPERIMENT} pde={wildcards.pde}"
-        f" threads={THREADS} device={DEVICE}"
+        f" threads={THREADS} device={device}"
     )
+
+
+def hydra_args_gpu(wildcards):
+    """For the rules that ask for a GPU when ``device: cuda`` (meta_train, tune_scratch_lr,
+    adapt): they run on the configured device; every other rule runs on the CPU."""
+    return hydra_args(wildcards, DEVICE)
+
+
+GPUS = 1 if DEVICE == "cuda" else 0
 
 
 def adapt_inputs(wildcards):
@@ -48,10 +57,36 @@ def adapt_inputs(wildcards):
     return inputs
 
 
+# the per-family figures of metapinn.plots.FAMILY_FIGURES, each with its report caption
+FAMILY_FIGURES = {
+    "convergence": "u_rel_l2 against step",
+    "coef_error": "coefficient error against step",
+    "wall_time": "u_rel_l2 against wall time",
+    "steps_to_threshold": "steps to threshold",
+}
+
+
+def family_figure_outputs():
+    """Named outputs of the family_figures step: ``<stem>_pdf`` and ``<stem>_png`` (in the report)."""
+    out = {}
+    for stem, title in FAMILY_FIGURES.items():
+        out[f"{stem}_pdf"] = f"{OUT}/figures/{{pde}}/{stem}.pdf"
+        out[f"{stem}_png"] = report(
+            f"{OUT}/figures/{{pde}}/{stem}.png",
+            caption=f"../report/{stem}.rst",
+            category="Figures",
+            subcategory="{pde}",
+            labels={"family": "{pde}", "figure": title},
+        )
+    return out
+
+
 def all_targets():
+    figures = list(FAMILY_FIGURES) + (["meta_training"] if META_METHODS else [])
     return (
-        expand(f"{OUT}/figures/convergence_{{pde}}.{{ext}}", pde=PDES, ext=["pdf", "png"])
-        + expand(f"{OUT}/taylor/{{pde}}.{{ext}}", pde=PDES, ext=["pdf", "png"])
+        expand(f"{OUT}/figures/{{pde}}/{{fig}}.{{ext}}", pde=PDES, fig=figures, ext=["pdf", "png"])
+        + expand(f"{OUT}/figures/speedup_overview.{{ext}}", ext=["pdf", "png"])
+        + expand(f"{OUT}/taylor/{{pde}}.{{ext}}", pde=PDES, ext=["nc", "pdf", "png"])
         + [f"{OUT}/convergence.nc"]
         + expand(f"{OUT}/tables/speedup.{{ext}}", ext=["csv", "md", "tex"])
     )

@@ -1,43 +1,3 @@
-rule convergence_figure:
-    input:
-        expand(
-            f"{OUT}/adapt/{{{{pde}}}}/{{method}}/seed{{seed}}.nc", method=METHODS, seed=SEEDS
-        ),
-    output:
-        pdf=report(
-            f"{OUT}/figures/convergence_{{pde}}.pdf",
-            caption="../report/convergence.rst",
-            category="Convergence",
-        ),
-        png=f"{OUT}/figures/convergence_{{pde}}.png",
-    log:
-        f"{LOGS}/figures/convergence_{{pde}}.log",
-    conda:
-        "../envs/metapinn.yaml"
-    shell:
-        "metapinn plot-convergence --pdf {output.pdf} --png {output.png} {input} > {log} 2>&1"
-
-
-rule taylor_check:
-    output:
-        nc=f"{OUT}/taylor/{{pde}}.nc",
-        pdf=report(
-            f"{OUT}/taylor/{{pde}}.pdf",
-            caption="../report/taylor.rst",
-            category="Taylor check",
-        ),
-        png=f"{OUT}/taylor/{{pde}}.png",
-    log:
-        f"{LOGS}/taylor_check/{{pde}}.log",
-    params:
-        hydra=hydra_args,
-    threads: THREADS
-    conda:
-        "../envs/metapinn.yaml"
-    shell:
-        "metapinn taylor-check {params.hydra} out={output.nc} > {log} 2>&1"
-
-
 rule collect:
     input:
         expand(
@@ -56,22 +16,104 @@ rule collect:
         "metapinn collect --out {output} {input} > {log} 2>&1"
 
 
+rule family_figures:
+    input:
+        f"{OUT}/convergence.nc",
+    output:
+        **family_figure_outputs(),
+    log:
+        f"{LOGS}/figures/{{pde}}.log",
+    params:
+        out_dir=lambda wc, output: Path(output.convergence_pdf).parent,
+    conda:
+        "../envs/metapinn.yaml"
+    shell:
+        "metapinn plot-family --convergence {input} --pde {wildcards.pde}"
+        " --out-dir {params.out_dir} > {log} 2>&1"
+
+
+rule meta_training_figure:
+    input:
+        expand(
+            f"{OUT}/meta/{{{{pde}}}}/{{method}}/seed{{seed}}/history.nc",
+            method=META_METHODS,
+            seed=SEEDS,
+        ),
+    output:
+        pdf=f"{OUT}/figures/{{pde}}/meta_training.pdf",
+        png=report(
+            f"{OUT}/figures/{{pde}}/meta_training.png",
+            caption="../report/meta_training.rst",
+            category="Figures",
+            subcategory="{pde}",
+            labels={"family": "{pde}", "figure": "meta-training curves"},
+        ),
+    log:
+        f"{LOGS}/figures/{{pde}}_meta_training.log",
+    conda:
+        "../envs/metapinn.yaml"
+    shell:
+        "metapinn plot-meta-training --pdf {output.pdf} --png {output.png} {input} > {log} 2>&1"
+
+
+rule speedup_overview:
+    input:
+        f"{OUT}/convergence.nc",
+    output:
+        pdf=f"{OUT}/figures/speedup_overview.pdf",
+        png=report(
+            f"{OUT}/figures/speedup_overview.png",
+            caption="../report/speedup_overview.rst",
+            category="Overview",
+            labels={"figure": "speedups"},
+        ),
+    log:
+        f"{LOGS}/figures/speedup_overview.log",
+    conda:
+        "../envs/metapinn.yaml"
+    shell:
+        "metapinn plot-speedups --convergence {input} --pdf {output.pdf} --png {output.png}"
+        " > {log} 2>&1"
+
+
+rule taylor_check:
+    output:
+        nc=f"{OUT}/taylor/{{pde}}.nc",
+        pdf=f"{OUT}/taylor/{{pde}}.pdf",
+        png=report(
+            f"{OUT}/taylor/{{pde}}.png",
+            caption="../report/taylor.rst",
+            category="Taylor check",
+            labels={"family": "{pde}", "figure": "Taylor check"},
+        ),
+    log:
+        f"{LOGS}/taylor_check/{{pde}}.log",
+    params:
+        hydra=hydra_args,
+    threads: THREADS
+    conda:
+        "../envs/metapinn.yaml"
+    shell:
+        "metapinn taylor-check {params.hydra} out={output.nc} > {log} 2>&1"
+
+
 rule tables:
     input:
         convergence=f"{OUT}/convergence.nc",
-        inits=expand(
-            f"{OUT}/meta/{{pde}}/{{method}}/seed{{seed}}/init.pt",
+        histories=expand(
+            f"{OUT}/meta/{{pde}}/{{method}}/seed{{seed}}/history.nc",
             pde=PDES,
             method=META_METHODS,
             seed=SEEDS,
         ),
     output:
-        csv=f"{OUT}/tables/speedup.csv",
-        md=report(
-            f"{OUT}/tables/speedup.md",
+        csv=report(
+            f"{OUT}/tables/speedup.csv",
             caption="../report/speedup.rst",
-            category="Tables",
+            category="Overview",
+            labels={"table": "speedup (CSV)"},
         ),
+        md=f"{OUT}/tables/speedup.md",
         tex=f"{OUT}/tables/speedup.tex",
     log:
         f"{LOGS}/tables.log",
@@ -79,4 +121,4 @@ rule tables:
         "../envs/metapinn.yaml"
     shell:
         "metapinn tables --convergence {input.convergence} --csv {output.csv}"
-        " --md {output.md} --tex {output.tex} {input.inits} > {log} 2>&1"
+        " --md {output.md} --tex {output.tex} {input.histories} > {log} 2>&1"

@@ -7,11 +7,11 @@ rule meta_train:
     log:
         f"{LOGS}/meta_train/{{pde}}/{{method}}/seed{{seed}}.log",
     params:
-        hydra=hydra_args,
+        hydra=hydra_args_gpu,
         out_dir=lambda wc, output: Path(output.init).parent,
     threads: THREADS
     resources:
-        gpu=1 if DEVICE == "cuda" else 0,
+        gpu=GPUS,
     conda:
         "../envs/metapinn.yaml"
     shell:

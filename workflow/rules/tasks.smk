@@ -20,8 +20,10 @@ rule tune_scratch_lr:
     log:
         f"{LOGS}/tune_scratch_lr/{{pde}}.log",
     params:
-        hydra=hydra_args,
+        hydra=hydra_args_gpu,
     threads: THREADS
+    resources:
+        gpu=GPUS,
     conda:
         "../envs/metapinn.yaml"
     shell:

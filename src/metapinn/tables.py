@@ -1,0 +1,75 @@
+"""The speedup table (DESIGN §4.4) as CSV (every column), Markdown and LaTeX (booktabs).
+
+Rows come from :func:`metapinn.stats.speedup_table`: one per family × split × method.
+A median speedup is marked "≥" when more than half of the scratch runs never reached the
+thresholds (their steps are censored at the budget, so the ratio is a lower bound).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .ncio import atomic_write
+
+HEADER = ("family", "split", "method", "speedup [95 % CI]", "wall-clock speedup", "reached",
+          "steps", "time (s)", "u err @10 %", "u err final", "coef err final",
+          "break-even tasks")
+
+
+def _fmt(x: float, digits: int = 2) -> str:
+    if x is None or (isinstance(x, float) and np.isnan(x)):
+        return "–"
+    if np.isinf(x):
+        return "∞"
+    return f"{x:.{digits}g}" if abs(x) < 1e-2 or abs(x) >= 1e4 else f"{x:.{digits}f}"
+
+
+def table_rows(df: pd.DataFrame) -> list[list[str]]:
+    """The formatted cells of the Markdown/LaTeX tables, one list per row of ``df``."""
+    rows = []
+    for r in df.itertuples():
+        bound = "≥" if r.method != "scratch" and r.scratch_reached < 0.5 else ""
+        ci = f"{bound}{_fmt(r.speedup)} [{_fmt(r.speedup_lo)}, {_fmt(r.speedup_hi)}]"
+        be = (f"{r.break_even_tasks:.0f}" if np.isfinite(r.break_even_tasks)
+              else _fmt(r.break_even_tasks))
+        rows.append([r.pde, r.split, r.method, ci, _fmt(r.wall_speedup), f"{r.reached:.0%}",
+                     _fmt(r.steps_to_threshold, 3) if np.isnan(r.steps_to_threshold)
+                     else f"{r.steps_to_threshold:.0f}",
+                     _fmt(r.time_to_threshold_s), f"{r.u_rel_l2_at_10pct:.2e}",
+                     f"{r.u_rel_l2_final:.2e}", f"{r.coef_rel_err_final:.2e}", be])
+    return rows
+
+
+def markdown(df: pd.DataFrame) -> str:
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(row) + " |" for row in table_rows(df)]
+    return "\n".join(lines) + "\n"
+
+
+def latex(df: pd.DataFrame) -> str:
+    def tex(cell: str) -> str:
+        return (cell.replace("%", "\\%").replace("∞", "$\\infty$").replace("–", "--")
+                .replace("≥", "$\\geq$"))
+
+    out = ["\\begin{tabular}{lll" + "r" * (len(HEADER) - 3) + "}", "\\toprule",
+           " & ".join(tex(h) for h in HEADER) + " \\\\", "\\midrule"]
+    previous = None
+    for row in table_rows(df):
+        if previous is not None and row[:2] != previous:
+            out.append("\\midrule")
+        previous = row[:2]
+        out.append(" & ".join(tex(c) for c in row) + " \\\\")
+    out += ["\\bottomrule", "\\end{tabular}"]
+    return "\n".join(out) + "\n"
+
+
+def write_tables(df: pd.DataFrame, csv: str | os.PathLike, md: str | os.PathLike,
+                 tex: str | os.PathLike) -> None:
+    """Write the speedup table as CSV (every column), Markdown and LaTeX (booktabs)."""
+    atomic_write(csv, lambda tmp: df.to_csv(tmp, index=False, float_format="%.6g"))
+    for path, text in ((md, markdown(df)), (tex, latex(df))):
+        atomic_write(path, lambda tmp, text=text: Path(tmp).write_text(text))
