@@ -92,6 +92,12 @@ def test_experiment_method_overrides_and_command_line_precedence():
     assert compose(["experiment=quick", "method=scratch"]).method.outer_steps == 0
 
 
+def test_a_relative_config_dir_works(monkeypatch, capsys):
+    monkeypatch.chdir(REPO)
+    assert main(["config", "--config-dir=config", "pde=cdr"]) == 0
+    assert "name: cdr" in capsys.readouterr().out
+
+
 def test_experiment_pde_overrides_set_per_family_thresholds(tmp_path):
     from metapinn.config import ConfigError, compose, run_config
 

@@ -105,6 +105,22 @@ def test_write_netcdf_rejects_missing_units_and_bool_attrs(tmp_path):
     assert not list(tmp_path.iterdir())  # nothing half-written left behind
 
 
+def test_atomic_writes_keep_the_usual_permissions_and_leave_nothing_on_failure(tmp_path):
+    import os
+
+    from metapinn.ncio import atomic_write
+
+    mask = os.umask(0o022)
+    try:
+        path = atomic_write(tmp_path / "a.txt", lambda tmp: open(tmp, "w").write("x"))
+        assert path.read_text() == "x" and (path.stat().st_mode & 0o777) == 0o644
+        with pytest.raises(RuntimeError):
+            atomic_write(tmp_path / "b.txt", lambda tmp: (_ for _ in ()).throw(RuntimeError()))
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
+    finally:
+        os.umask(mask)
+
+
 def test_task_tensors_shapes_and_conditions():
     for name in ("burgers", "cdr", "darcy"):
         pde = get_pde(name)

@@ -34,7 +34,7 @@ def config_dir() -> Path:
     if env:
         if not (Path(env) / "config.yaml").is_file():
             raise ConfigError(f"--config-dir / METAPINN_CONFIG_DIR {env!r} has no config.yaml")
-        return Path(env)
+        return Path(env).resolve()  # Hydra needs an absolute path
     here = Path(__file__).resolve().parent
     candidates = [here / "_config", here.parents[1] / "config"]
     for c in candidates:

@@ -10,8 +10,6 @@ trained for) and ``history.nc`` (meta-loss and validation curves).
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -21,7 +19,7 @@ import xarray as xr
 
 from .config import RunConfig
 from .meta import Context, MetaSettings, get_method, meta_task
-from .ncio import write_netcdf
+from .ncio import atomic_write, write_netcdf
 from .nets import Params
 from .tasks import load_tasks, rng_for, split_indices, task_from_dataset
 
@@ -33,15 +31,7 @@ FORMAT = 1
 
 def atomic_save(obj, path: Path) -> None:
     """``torch.save`` to a temporary file in the same folder, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def build_context(rc: RunConfig, ms: MetaSettings, tasks_file: str | Path) -> Context:

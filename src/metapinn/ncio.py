@@ -72,6 +72,12 @@ def write_netcdf(ds: xr.Dataset, path: str | os.PathLike, *, title: str, config:
                                                       encoding=encoding))
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike, write) -> Path:
     """Call ``write(tmp)`` on a temporary file next to ``path``, then rename it to ``path``:
     an interrupted write never leaves a truncated file behind."""
@@ -82,6 +88,7 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

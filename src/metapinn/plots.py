@@ -71,6 +71,16 @@ def _panels(n: int, width: float = 3.4, height: float = 3.0, sharey: bool = True
     return fig, list(axes[0])
 
 
+def _plain_log_labels(ax) -> None:
+    """Label a log y axis with plain numbers (1, 2, 5 per decade) instead of 2×10⁰."""
+    def label(v, _):
+        mantissa = v / 10 ** np.floor(np.log10(v)) if v > 0 else 0
+        return f"{v:g}" if np.isclose(mantissa, [1, 2, 5]).any() else ""
+
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(label))
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(label))
+
+
 def _runs(values: np.ndarray) -> np.ndarray:
     """(seed, task, step) → (run, step), dropping runs that diverged (non-finite at the end)."""
     flat = values.reshape(-1, values.shape[-1])
@@ -211,9 +221,11 @@ def meta_training_figure(history_files: Sequence[str | os.PathLike], pdf: str | 
         ok = np.isfinite(val)
         b.plot(time[ok], val[ok], "o-", color=c, ms=3, lw=1)
     a.set_xlabel("outer step")
-    a.set_ylabel("meta-batch loss after the inner steps")
+    a.set_ylabel("meta-batch loss")
     b.set_xlabel("meta-training time (s)")
-    b.set_ylabel("validation-task loss after the inner steps")
+    b.set_ylabel("validation-task loss")
+    for ax in (a, b):
+        _plain_log_labels(ax)
     fig.suptitle(f"{PDE_TITLES.get(pde, pde)}: meta-training (mean over seeds)")
     b.legend(*a.get_legend_handles_labels(), frameon=False, loc="upper left",
              bbox_to_anchor=(1.0, 1.0))
