@@ -1,5 +1,6 @@
 """The Snakemake DAG, end to end on the `tiny` experiment, in a scratch directory."""
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,9 +15,9 @@ SNAKEMAKE = shutil.which("snakemake")
 pytestmark = pytest.mark.skipif(SNAKEMAKE is None, reason="snakemake is not installed")
 
 
-def _snakemake(workdir, *args):
+def _snakemake(workdir, *args, env=None):
     return subprocess.run([SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), *args],
-                          capture_output=True, text=True, timeout=600, check=False)
+                          capture_output=True, text=True, timeout=600, check=False, env=env)
 
 
 def _job_counts(stdout):
@@ -42,6 +43,21 @@ def test_dry_run_job_counts(tmp_path, experiment, seeds):
     expected |= {"meta_train": 3 * 7 * seeds, "adapt": 3 * 8 * seeds}
     expected["total"] = sum(expected.values())
     assert _job_counts(r.stdout) == expected
+
+
+@pytest.mark.parametrize("visible, limit", [("0,1", 'Resource("gpu", 2)'), ("", None)])
+def test_local_gpu_jobs_are_limited_to_the_machines_gpus(tmp_path, visible, limit):
+    """profiles/default caps concurrent GPU jobs at the number of visible GPUs (none: no cap)."""
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES=visible)
+    r = _snakemake(tmp_path, "results/tiny/tasks/burgers.nc", "--cores", "1", "--config",
+                   "experiment=tiny", env=env)
+    assert r.returncode == 0, r.stderr
+    log = r.stdout + r.stderr
+    assert "Using workflow specific profile profiles/default" in log
+    if limit:
+        assert f"Provided resources: gpu={limit}" in log
+    else:
+        assert "Provided resources: gpu" not in log
 
 
 def test_bad_workflow_config_is_named(tmp_path):
@@ -134,7 +150,7 @@ def test_gpu_requests_follow_the_device(tmp_path):
                 rule = line.split()[1].rstrip(":")
             elif rule and line.strip().startswith("resources:"):
                 found.setdefault(rule, set()).add("gpu=1" in line)
-            elif rule and line.startswith("metapinn "):
+            elif rule and "metapinn " in line and "device=" in line:
                 found.setdefault(rule, set()).add(f"device={device}" if f"device={device}"
                                                   in line else "device=cpu")
         return found
