@@ -123,6 +123,11 @@ def test_experiment_pde_overrides_set_per_family_thresholds(tmp_path):
             "threshold:", "threshhold:"))
         with pytest.raises(ConfigError, match="pde_overrides.cdr: unknown setting.*threshhold"):
             compose(["experiment=mine", "pde=cdr"])
+        (exp / "mine.yaml").write_text((exp / "mine.yaml").read_text().replace(
+            "threshhold: {u_rel_l2:", "threshold: {u_rel_l2x:"))
+        with pytest.raises(ConfigError, match="pde_overrides.cdr.threshold: unknown setting.*"
+                                              "u_rel_l2x.*valid keys: coef_rel_err, u_rel_l2"):
+            compose(["experiment=mine", "pde=cdr"])
     finally:
         if old is None:
             os.environ.pop("METAPINN_CONFIG_DIR")

@@ -125,3 +125,45 @@ def test_meta_train_times_read_the_histories(tmp_path):
     bad = write_netcdf(ds, tmp_path / "bad.nc", title="t")
     with pytest.raises(ValueError, match="not a meta-training history"):
         meta_train_times([bad])
+
+
+def _toy(scratch, other):
+    u = np.stack([scratch, other])[None, :, None]
+    dims = ("pde", "method", "seed", "task", "step")
+    return xr.Dataset(
+        {"u_rel_l2": (dims, u), "coef_rel_err_max": (dims, u),
+         "wall_time": (dims, np.broadcast_to(STEPS * 0.01, u.shape).copy()),
+         "threshold_u_rel_l2": ("pde", [1e-3]), "threshold_coef_rel_err": ("pde", [1e-3])},
+        coords={"pde": ["toy"], "method": ["scratch", "m"], "seed": [0],
+                "task": np.arange(scratch.shape[0]), "step": STEPS})
+
+
+def test_a_censored_method_gives_an_upper_bound_and_neither_reaching_no_speedup(tmp_path):
+    df = speedup_table(_toy(_curves(1.0), _curves(0.1))).set_index("method")
+    assert df.loc["m", "speedup_bound"] == "upper" and df.loc["m", "speedup"] < 1
+    write_tables(df.reset_index(), tmp_path / "s.csv", tmp_path / "s.md", tmp_path / "s.tex")
+    assert "| toy | test | m | ≤0.7" in (tmp_path / "s.md").read_text()
+    # neither reaches 1e-3 within the budget: the speedup is undefined, not 1
+    df = speedup_table(_toy(_curves(0.1), _curves(0.2))).set_index("method")
+    assert np.isnan(df.loc["m", "speedup"]) and df.loc["m", "n_undefined"] == 5
+    assert df.loc["scratch", "speedup"] == 1.0
+    write_tables(df.reset_index(), tmp_path / "s.csv", tmp_path / "s.md", tmp_path / "s.tex")
+    assert "| toy | test | m | – |" in (tmp_path / "s.md").read_text()
+
+
+def test_break_even_uses_the_paired_time_saved_and_needs_a_meta_training_time():
+    # per task the method saves 1 s on four tasks and loses 3 s on one: median saving 1 s
+    scratch = _curves(1.0)
+    other = scratch.copy()
+    conv = _toy(scratch, other)
+    wt = conv.wall_time.values.copy()
+    wt[0, 1, 0, :4] = np.maximum(wt[0, 1, 0, :4] - 1.0, 0.0)
+    wt[0, 1, 0, 4] += 3.0
+    conv["wall_time"] = (conv.wall_time.dims, wt)
+    df = speedup_table(conv, {("toy", "m"): 10.0}).set_index("method")
+    assert df.loc["m", "break_even_tasks"] == 10.0
+    assert np.isnan(speedup_table(conv).set_index("method").loc["m", "break_even_tasks"])
+    conv["wall_time"] = (conv.wall_time.dims, wt + 5.0 * (np.arange(2) == 1)[None, :, None,
+                                                                            None, None])
+    assert speedup_table(conv, {("toy", "m"): 10.0}).set_index("method").loc[
+        "m", "break_even_tasks"] == np.inf

@@ -90,10 +90,7 @@ def _apply_experiment_overrides(cfg: DictConfig, overrides, group: str, key: str
     extra = (cfg.experiment.get(key) or {}).get(node.name)
     if not extra:
         return cfg
-    unknown = set(extra) - set(node)
-    if unknown:
-        raise ConfigError(f"experiment.{key}.{node.name}: unknown setting(s) "
-                          f"{sorted(unknown)}; valid keys: {', '.join(sorted(map(str, node)))}")
+    _check_known(extra, node, f"experiment.{key}.{node.name}")
     cli = [o for o in overrides if o.split("=", 1)[0].startswith(f"{group}.")]
     OmegaConf.set_struct(cfg, False)
     cfg[group] = OmegaConf.merge(node, extra)
@@ -101,6 +98,18 @@ def _apply_experiment_overrides(cfg: DictConfig, overrides, group: str, key: str
         cfg[group] = OmegaConf.merge(cfg[group], OmegaConf.from_dotlist(cli)[group])
     OmegaConf.set_struct(cfg, True)
     return cfg
+
+
+def _check_known(extra, node, where: str) -> None:
+    """Every key of ``extra`` (recursively) must exist in ``node``: a typo in an experiment's
+    overrides would otherwise be merged as a new, unused setting."""
+    unknown = sorted(set(map(str, extra)) - set(map(str, node)))
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting(s) {unknown}; valid keys: "
+                          f"{', '.join(sorted(map(str, node)))}")
+    for k, v in extra.items():
+        if isinstance(node[k], DictConfig) and isinstance(v, dict | DictConfig):
+            _check_known(v, node[k], f"{where}.{k}")
 
 
 def _unknown_key_message(key: str) -> str:

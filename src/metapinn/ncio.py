@@ -73,6 +73,13 @@ def write_netcdf(ds: xr.Dataset, path: str | os.PathLike, *, title: str, config:
 
 
 def _umask() -> int:
+    """The process umask, read without changing it where /proc tells it (thread-safe)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask

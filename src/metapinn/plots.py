@@ -213,6 +213,8 @@ def meta_training_figure(history_files: Sequence[str | os.PathLike], pdf: str | 
         c = colours.get(method, "k")
         hist = runs[method]
         n = min(h.sizes["outer_step"] for h in hist)
+        if n == 0:  # transfer: one ordinary solve, no outer loop to show
+            continue
         steps = hist[0].outer_step.values[:n]
         meta = np.mean([h.meta_loss.values[:n] for h in hist], axis=0)
         a.plot(steps, meta, color=c, lw=1.2, label=f"{method} (seeds: {len(hist)})")

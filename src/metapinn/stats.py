@@ -137,6 +137,15 @@ def speedup_table(conv: xr.Dataset, meta_times: dict[tuple[str, str], float] | N
     """One row per family × split × method (see the module docstring); test and ood tasks
     are reported separately.
 
+    The per-task speedup is defined where scratch or the method reached the thresholds
+    within the budget; a run that did not counts the budget, so the ratio is a bound:
+    ``speedup_bound`` is ``lower`` where some ratios are lower bounds (scratch censored),
+    ``upper`` where some are upper bounds (the method censored), ``mixed`` for both, and
+    ``exact`` otherwise. Tasks that neither reached are left out (``n_undefined``); with
+    none left the speedup is NaN. The break-even count divides the meta-training time by
+    the median paired adaptation time saved on those tasks (NaN without a meta-training time
+    or without such tasks).
+
     Args:
         conv: the output of :func:`collect` (must include ``scratch``).
         meta_times: meta-training seconds per (pde, method), for the break-even count.
@@ -152,26 +161,42 @@ def speedup_table(conv: xr.Dataset, meta_times: dict[tuple[str, str], float] | N
     for pde in conv.pde.values:
         for split in splits_of(conv):
             part = select_split(conv, split)
-            s0, r0, t0, _ = threshold_steps(part, pde, "scratch")
+            s0, r0, t0, v0 = threshold_steps(part, pde, "scratch")
             for m in conv.method.values:
                 s, r, t, valid = threshold_steps(part, pde, m)
                 d = part.sel(pde=pde).sel({"method": m})
-                speed = np.where(valid, s0 / np.maximum(s, 1.0), np.nan)
-                med, lo, hi = bootstrap_median_ci(speed.ravel(), n_boot, seed)
-                wall = np.where(valid, t0 / np.maximum(t, 1e-9), np.nan)
-                saved = np.nanmedian(t0) - np.nanmedian(np.where(valid, t, np.nan))
-                meta_t = meta_times.get((str(pde), str(m)), 0.0)
+                # a per-task ratio is defined where scratch or the method reached the
+                # thresholds; a censored side makes it a bound (lower if scratch's is censored)
+                pair = valid & v0 & (r | r0)
                 if m == "scratch":
+                    speed = np.where(valid, 1.0, np.nan)
+                    lower = upper = 0
+                else:
+                    speed = np.where(pair, s0 / np.maximum(s, 1.0), np.nan)
+                    lower, upper = int((pair & r & ~r0).sum()), int((pair & ~r & r0).sum())
+                bound = ("mixed" if lower and upper else "lower" if lower
+                         else "upper" if upper else "exact")
+                med, lo, hi = bootstrap_median_ci(speed.ravel(), n_boot, seed)
+                wall = np.where(pair if m != "scratch" else valid,
+                                t0 / np.maximum(t, 1e-9), np.nan)
+                # adaptation time saved per task, paired, over the tasks with a defined
+                # ratio (a censored run counts its time to the budget)
+                saved = float(np.median((t0 - t)[pair])) if pair.any() else np.nan
+                meta_t = meta_times.get((str(pde), str(m)), np.nan)
+                if m == "scratch" or not np.isfinite(meta_t) or not np.isfinite(saved):
                     breakeven = np.nan
-                elif saved > 0 and med > 1:  # only a method that needs fewer steps repays
+                elif saved > 0:
                     breakeven = float(np.ceil(meta_t / saved))
                 else:
-                    breakeven = np.inf
+                    breakeven = np.inf  # it saves no adaptation time: never repaid
                 anyv = valid.any()
                 rows.append({
                     "pde": str(pde), "split": split, "method": str(m),
                     "speedup": med, "speedup_lo": lo, "speedup_hi": hi,
-                    "wall_speedup": float(np.nanmedian(wall)) if anyv else np.nan,
+                    "speedup_bound": bound,
+                    "n_undefined": int((valid & v0 & ~(r | r0)).sum()) if m != "scratch" else 0,
+                    "wall_speedup": (float(np.nanmedian(wall)) if np.isfinite(wall).any()
+                                     else np.nan),
                     "reached": float(np.mean(r[valid])) if anyv else np.nan,
                     "scratch_reached": float(np.mean(r0)),
                     "steps_to_threshold": float(np.median(s[valid])) if anyv else np.nan,
@@ -180,7 +205,7 @@ def speedup_table(conv: xr.Dataset, meta_times: dict[tuple[str, str], float] | N
                     "u_rel_l2_final": float(np.nanmedian(d.u_rel_l2.values[..., -1])),
                     "coef_rel_err_final": float(np.nanmedian(
                         d.coef_rel_err_max.values[..., -1])),
-                    "meta_train_s": meta_t,
+                    "meta_train_s": meta_t if m != "scratch" else 0.0,
                     "break_even_tasks": breakeven,
                     "n_runs": int(valid.sum()),
                     "budget_steps": budget,

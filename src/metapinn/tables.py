@@ -1,8 +1,10 @@
 """The speedup table (DESIGN §4.4) as CSV (every column), Markdown and LaTeX (booktabs).
 
 Rows come from :func:`metapinn.stats.speedup_table`: one per family × split × method.
-A median speedup is marked "≥" when more than half of the scratch runs never reached the
-thresholds (their steps are censored at the budget, so the ratio is a lower bound).
+A median speedup is marked "≥" when some of its per-task ratios are lower bounds (scratch
+never reached the thresholds there, so its steps are censored at the budget), "≤" when some
+are upper bounds (the method never reached them), "~" when both occur; "–" where neither
+reached them on any task.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ HEADER = ("family", "split", "method", "speedup [95 % CI]", "wall-clock speedup"
           "break-even tasks")
 
 
+BOUND_MARKS = {"exact": "", "lower": "≥", "upper": "≤", "mixed": "~"}
+
+
 def _fmt(x: float, digits: int = 2) -> str:
     if x is None or (isinstance(x, float) and np.isnan(x)):
         return "–"
@@ -32,11 +37,15 @@ def table_rows(df: pd.DataFrame) -> list[list[str]]:
     """The formatted cells of the Markdown/LaTeX tables, one list per row of ``df``."""
     rows = []
     for r in df.itertuples():
-        bound = "≥" if r.method != "scratch" and r.scratch_reached < 0.5 else ""
-        ci = f"{bound}{_fmt(r.speedup)} [{_fmt(r.speedup_lo)}, {_fmt(r.speedup_hi)}]"
+        if np.isnan(r.speedup):
+            ci = "–"
+        else:
+            bound = BOUND_MARKS.get(r.speedup_bound, "")
+            ci = f"{bound}{_fmt(r.speedup)} [{_fmt(r.speedup_lo)}, {_fmt(r.speedup_hi)}]"
         be = (f"{r.break_even_tasks:.0f}" if np.isfinite(r.break_even_tasks)
               else _fmt(r.break_even_tasks))
-        rows.append([r.pde, r.split, r.method, ci, _fmt(r.wall_speedup), f"{r.reached:.0%}",
+        rows.append([r.pde, r.split, r.method, ci, _fmt(r.wall_speedup),
+                     "–" if np.isnan(r.reached) else f"{r.reached:.0%}",
                      _fmt(r.steps_to_threshold, 3) if np.isnan(r.steps_to_threshold)
                      else f"{r.steps_to_threshold:.0f}",
                      _fmt(r.time_to_threshold_s), f"{r.u_rel_l2_at_10pct:.2e}",
@@ -53,7 +62,7 @@ def markdown(df: pd.DataFrame) -> str:
 def latex(df: pd.DataFrame) -> str:
     def tex(cell: str) -> str:
         return (cell.replace("%", "\\%").replace("∞", "$\\infty$").replace("–", "--")
-                .replace("≥", "$\\geq$"))
+                .replace("≥", "$\\geq$").replace("≤", "$\\leq$").replace("~", "$\\sim$"))
 
     out = ["\\begin{tabular}{lll" + "r" * (len(HEADER) - 3) + "}", "\\toprule",
            " & ".join(tex(h) for h in HEADER) + " \\\\", "\\midrule"]
