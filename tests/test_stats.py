@@ -36,15 +36,25 @@ def _curves(rate, n_tasks=5):
     return np.exp(-rates * STEPS[None] / 100.0)
 
 
-def test_speedup_of_a_method_that_converges_four_times_faster():
-    u = np.stack([_curves(1.0), _curves(4.0)])[None, :, None]  # pde, method, seed, task, step
+def _toy(scratch, other, name="m", coef_factor=1.0, threshold=1e-3, split=None):
+    """A collected dataset of one family ("toy") with scratch and one other method;
+    wall time 10 ms per step; ``split``: per-task split names (none: no coordinate)."""
+    u = np.stack([scratch, other])[None, :, None]  # pde, method, seed, task, step
     dims = ("pde", "method", "seed", "task", "step")
-    conv = xr.Dataset(
-        {"u_rel_l2": (dims, u), "coef_rel_err_max": (dims, u / 2),
+    coords = {"pde": ["toy"], "method": ["scratch", name], "seed": [0],
+              "task": np.arange(scratch.shape[0]), "step": STEPS}
+    if split is not None:
+        coords["split"] = ("task", split)
+    return xr.Dataset(
+        {"u_rel_l2": (dims, u), "coef_rel_err_max": (dims, u * coef_factor),
          "wall_time": (dims, np.broadcast_to(STEPS * 0.01, u.shape).copy()),
-         "threshold_u_rel_l2": ("pde", [1e-3]), "threshold_coef_rel_err": ("pde", [1e-3])},
-        coords={"pde": ["toy"], "method": ["scratch", "fast"], "seed": [0],
-                "task": np.arange(5), "step": STEPS})
+         "threshold_u_rel_l2": ("pde", [threshold]),
+         "threshold_coef_rel_err": ("pde", [threshold])},
+        coords=coords)
+
+
+def test_speedup_of_a_method_that_converges_four_times_faster():
+    conv = _toy(_curves(1.0), _curves(4.0), "fast", coef_factor=0.5)
     df = speedup_table(conv, {("toy", "fast"): 3.0}).set_index("method")
     # exp(−k s/100) ≤ 1e-3 at s = 690.8/k: scratch ≈ 700 steps, fast ≈ 180 steps (log grid 10)
     assert df.loc["fast", "speedup"] == pytest.approx(4.0, rel=0.05)
@@ -56,14 +66,7 @@ def test_speedup_of_a_method_that_converges_four_times_faster():
 
 
 def test_tables_have_a_row_per_family_and_method(tmp_path):
-    u = np.stack([_curves(1.0), _curves(2.0)])[None, :, None]
-    dims = ("pde", "method", "seed", "task", "step")
-    conv = xr.Dataset(
-        {"u_rel_l2": (dims, u), "coef_rel_err_max": (dims, u),
-         "wall_time": (dims, np.broadcast_to(STEPS * 0.01, u.shape).copy()),
-         "threshold_u_rel_l2": ("pde", [1e-2]), "threshold_coef_rel_err": ("pde", [1e-2])},
-        coords={"pde": ["toy"], "method": ["scratch", "maml"], "seed": [0],
-                "task": np.arange(5), "step": STEPS})
+    conv = _toy(_curves(1.0), _curves(2.0), "maml", threshold=1e-2)
     df = speedup_table(conv)
     write_tables(df, tmp_path / "s.csv", tmp_path / "s.md", tmp_path / "s.tex")
     md = (tmp_path / "s.md").read_text().splitlines()
@@ -78,15 +81,7 @@ def test_test_and_ood_splits_are_reported_separately():
     """The method is 4× faster on the test tasks but no faster on the ood tasks."""
     scratch = _curves(1.0, 6)
     fast = np.concatenate([_curves(4.0, 4), scratch[4:]])
-    u = np.stack([scratch, fast])[None, :, None]
-    dims = ("pde", "method", "seed", "task", "step")
-    conv = xr.Dataset(
-        {"u_rel_l2": (dims, u), "coef_rel_err_max": (dims, u / 2),
-         "wall_time": (dims, np.broadcast_to(STEPS * 0.01, u.shape).copy()),
-         "threshold_u_rel_l2": ("pde", [1e-3]), "threshold_coef_rel_err": ("pde", [1e-3])},
-        coords={"pde": ["toy"], "method": ["scratch", "fast"], "seed": [0],
-                "task": np.arange(6), "step": STEPS,
-                "split": ("task", ["test"] * 4 + ["ood"] * 2)})
+    conv = _toy(scratch, fast, "fast", coef_factor=0.5, split=["test"] * 4 + ["ood"] * 2)
     df = speedup_table(conv).set_index(["split", "method"])
     assert list(df.index.get_level_values(0).unique()) == ["test", "ood"]
     assert df.loc[("test", "fast"), "speedup"] == pytest.approx(4.0, rel=0.05)
@@ -95,14 +90,7 @@ def test_test_and_ood_splits_are_reported_separately():
 
 
 def test_censored_scratch_marks_the_speedup_as_a_lower_bound(tmp_path):
-    u = np.stack([_curves(0.1), _curves(4.0)])[None, :, None]  # scratch never reaches 1e-3
-    dims = ("pde", "method", "seed", "task", "step")
-    conv = xr.Dataset(
-        {"u_rel_l2": (dims, u), "coef_rel_err_max": (dims, u),
-         "wall_time": (dims, np.broadcast_to(STEPS * 0.01, u.shape).copy()),
-         "threshold_u_rel_l2": ("pde", [1e-3]), "threshold_coef_rel_err": ("pde", [1e-3])},
-        coords={"pde": ["toy"], "method": ["scratch", "fast"], "seed": [0],
-                "task": np.arange(5), "step": STEPS})
+    conv = _toy(_curves(0.1), _curves(4.0), "fast")  # scratch never reaches 1e-3
     df = speedup_table(conv)
     assert df.set_index("method").loc["scratch", "reached"] == 0.0
     write_tables(df, tmp_path / "s.csv", tmp_path / "s.md", tmp_path / "s.tex")
@@ -125,17 +113,6 @@ def test_meta_train_times_read_the_histories(tmp_path):
     bad = write_netcdf(ds, tmp_path / "bad.nc", title="t")
     with pytest.raises(ValueError, match="not a meta-training history"):
         meta_train_times([bad])
-
-
-def _toy(scratch, other):
-    u = np.stack([scratch, other])[None, :, None]
-    dims = ("pde", "method", "seed", "task", "step")
-    return xr.Dataset(
-        {"u_rel_l2": (dims, u), "coef_rel_err_max": (dims, u),
-         "wall_time": (dims, np.broadcast_to(STEPS * 0.01, u.shape).copy()),
-         "threshold_u_rel_l2": ("pde", [1e-3]), "threshold_coef_rel_err": ("pde", [1e-3])},
-        coords={"pde": ["toy"], "method": ["scratch", "m"], "seed": [0],
-                "task": np.arange(scratch.shape[0]), "step": STEPS})
 
 
 def test_a_censored_method_gives_an_upper_bound_and_neither_reaching_no_speedup(tmp_path):
