@@ -319,15 +319,17 @@ def timed(fn, *args) -> tuple[float, object]:
     return time.perf_counter() - t0, out
 
 
-def checked_adapt_variant(prob, ref, name, description, loss_fn) -> Variant:
-    """A variant that runs ``adapt`` over ``loss_fn``, checked at the initial parameters."""
+def checked_adapt_variant(prob, ref, name, description, loss_fn, eager=False) -> Variant:
+    """A variant that runs ``adapt`` over ``loss_fn``, checked at the initial parameters;
+    ``eager``: nothing is compiled, so the first call is not reported as a compile time."""
     def loss_grads(tensors):
         cur = [p.detach().requires_grad_(True) for p in tensors]
         total = loss_fn(prob.as_dict(cur))["total"]
         return total.detach(), torch.autograd.grad(total, cur)
 
     seconds, (loss, grads) = timed(loss_grads, list(prob.params0.values()))
-    v = Variant(name, description, adapt_runner(prob, loss_fn), compile_s=seconds)
+    v = Variant(name, description, adapt_runner(prob, loss_fn),
+                compile_s=math.nan if eager else seconds)
     v.loss_err, v.grad_err = discrepancy(loss, grads, ref)
     return v
 
@@ -510,20 +512,16 @@ def compile_chunked(prob: Problem, ref, chunk: int) -> Variant:
 
 def nested_autograd(prob: Problem, ref) -> Variant:
     """``adapt`` with nested-autograd input derivatives: why Taylor mode was chosen."""
-    v = checked_adapt_variant(
+    return checked_adapt_variant(
         prob, ref, "nested_autograd", "eager adapt, derivatives by nested autograd.grad",
-        lambda p: nested_loss_parts(p, prob.data, prob.pde, prob.weights))
-    v.compile_s = math.nan
-    return v
+        lambda p: nested_loss_parts(p, prob.data, prob.pde, prob.weights), eager=True)
 
 
 def taylor_lean(prob: Problem, ref) -> Variant:
     """``adapt`` with :func:`lean_derivatives`, eager."""
-    v = checked_adapt_variant(
+    return checked_adapt_variant(
         prob, ref, "taylor_lean", "eager adapt, Taylor mode rearranged (lean_derivatives)",
-        lambda p: lean_loss_parts(p, prob.data, prob.pde, prob.weights))
-    v.compile_s = math.nan
-    return v
+        lambda p: lean_loss_parts(p, prob.data, prob.pde, prob.weights), eager=True)
 
 
 def taylor_lean_compile_step(prob: Problem, ref) -> Variant:

@@ -46,8 +46,7 @@ def table_rows(df: pd.DataFrame) -> list[list[str]]:
               else _fmt(r.break_even_tasks))
         rows.append([r.pde, r.split, r.method, ci, _fmt(r.wall_speedup),
                      "–" if np.isnan(r.reached) else f"{r.reached:.0%}",
-                     _fmt(r.steps_to_threshold, 3) if np.isnan(r.steps_to_threshold)
-                     else f"{r.steps_to_threshold:.0f}",
+                     "–" if np.isnan(r.steps_to_threshold) else f"{r.steps_to_threshold:.0f}",
                      _fmt(r.time_to_threshold_s), f"{r.u_rel_l2_at_10pct:.2e}",
                      f"{r.u_rel_l2_final:.2e}", f"{r.coef_rel_err_final:.2e}", be])
     return rows
