@@ -23,26 +23,18 @@ What is timed
       the train *and* test losses once at its start and once at its end (``_test``; with
       ``display_every`` beyond the run, never in between); calling the body leaves those two
       evaluations out instead of spreading them over the steps.
-    * ``metapinn``: the shipped path, :func:`metapinn.adapt.adapt` (eager, Taylor-mode
+    * ``metapinn``: the shipped default, :func:`metapinn.adapt.adapt` (eager, Taylor-mode
       derivatives of :func:`metapinn.nets.mlp_derivatives`, functional Adam) without an
       evaluator: its ``wall_time`` / steps.
-    * Variants with the same maths, for deciding what to ship; each one's loss and gradients
-      at the initial parameters are checked against the eager library's before timing:
+    * ``compile_loss``: the shipped ``adapt.compile=true``: the same ``adapt``, which wraps
+      the loss in ``torch.compile(loss_fn, fullgraph=True, dynamic=False)`` (AOTAutograd
+      compiles the backward; Adam stays eager). Its loss and gradients at the initial
+      parameters, and its parameters after 3 steps, are checked against the eager path's
+      before timing.
 
-      - ``compile_loss``: ``adapt`` with ``torch.compile(loss_fn, fullgraph=True)``,
-        backward compiled by AOTAutograd, Adam eager; ``compile_loss_autotune``: the same
-        with ``mode="max-autotune-no-cudagraphs"``;
-      - ``compile_step``: the whole step, ``torch.func.grad_and_value`` of the loss plus the
-        Adam update, as one ``torch.compile(fullgraph=True)`` function (its parameters after
-        3 steps are checked against ``adapt``'s);
-      - ``compile_chunked`` (only when N > ``--chunk``): ``compile_loss`` evaluated over
-        chunks of the collocation points with the gradients accumulated, so one chunk's
-        activations stay in cache;
-      - ``nested_autograd``: ``adapt`` with input derivatives from nested
-        ``torch.autograd.grad`` (what DeepXDE does) instead of Taylor mode, eager;
-      - ``taylor_lean``: ``adapt`` with Taylor mode rearranged for fewer memory passes
-        (:func:`lean_derivatives`), eager; ``taylor_lean_compile_step``: it inside
-        ``compile_step``.
+    Other formulations that were measured while choosing what to ship (nested autograd,
+    a rearranged Taylor mode, the whole step compiled, chunked compiled losses) are in the
+    git history: see ``benchmarks/README.md``.
 
 Floor
     The matmuls of one Taylor-mode step (forward: the value stream through the first layer,
@@ -66,6 +58,8 @@ Not comparable / caveats
 
 Usage
     python benchmarks/step_time.py [--sizes 2000 10000] [--steps N] [--threads T] [--quick]
+    (the DeepXDE anchor needs ``pip install -e ".[bench]"``; without it, it is skipped with a
+    message and the ratios are left out)
 
 Writes ``benchmarks/results/step_time.{nc,md}``.
 """
@@ -74,6 +68,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import io
 import math
 import os
@@ -92,13 +87,13 @@ import xarray as xr
 from torch._dynamo.utils import counters
 from torch.profiler import profile
 
-from metapinn.adapt import AdaptSettings, Optimizer, adapt
+from metapinn.adapt import AdaptSettings, adapt
 from metapinn.config import compose, run_config
 from metapinn.evaluate import scratch_params
 from metapinn.loss import LossWeights, loss_parts
 from metapinn.ncio import write_netcdf
-from metapinn.nets import Params, _normalise, mlp, mlp_derivatives, n_layers, parse_derivative
-from metapinn.pdes import PDEFamily
+from metapinn.nets import Params, _normalise, parse_derivative
+from metapinn.pdes.base import PDEFamily
 from metapinn.tasks import make_task, task_tensors
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -153,103 +148,6 @@ def discrepancy(loss, grads, ref) -> tuple[float, float]:
     return dl, dg
 
 
-# ----- other formulations of the same loss ---------------------------------------------
-def plain_terms(params: Params, data, pde: PDEFamily) -> tuple[torch.Tensor, torch.Tensor]:
-    """The boundary and data terms of ``loss_parts`` (one plain forward pass), unweighted."""
-    nb, npair = data["bc_points"].shape[0], data["pair_a"].shape[0]
-    pts = torch.cat([data["bc_points"], data["pair_a"], data["pair_b"], data["obs_points"]])
-    u = mlp(params, pts, pde.bounds)
-    b_err = torch.cat([u[:nb] - data["bc_values"], u[nb:nb + npair] - u[nb + npair:nb + 2 * npair]])
-    d_err = u[nb + 2 * npair:] - data["obs_values"]
-    return (b_err * b_err).mean(), (d_err * d_err).mean()
-
-
-def assemble(r, params, data, pde, weights) -> dict[str, torch.Tensor]:
-    """``loss_parts``'s dict from the residual at the collocation points."""
-    boundary, obs = plain_terms(params, data, pde)
-    parts = {"residual": (r * r).mean(), "boundary": boundary, "data": obs}
-    parts["total"] = (weights.residual * parts["residual"] + weights.boundary * boundary
-                      + weights.data * obs)
-    return parts
-
-
-def nested_loss_parts(params: Params, data, pde: PDEFamily, weights: LossWeights):
-    """``loss_parts`` with the input derivatives from nested reverse-mode autograd."""
-    colloc = data["colloc"].detach().requires_grad_(True)
-    d = {}
-    with torch.enable_grad():  # input derivatives, also in adapt's final no-grad evaluation
-        u = mlp(params, colloc, pde.bounds)
-        first = torch.autograd.grad(u.sum(), colloc, create_graph=True)[0]
-        for name in pde.derivatives:
-            idx = parse_derivative(name, pde.inputs)
-            if len(idx) == 1:
-                d[name] = first[:, idx[0]]
-            else:
-                d[name] = torch.autograd.grad(first[:, idx[0]].sum(), colloc,
-                                              create_graph=True)[0][:, idx[1]]
-    d["u"] = u
-    return assemble(pde.residual(d, pde.from_param(params["coef"]), colloc), params, data, pde,
-                    weights)
-
-
-def lean_derivatives(params: Params, points, bounds, inputs, names) -> dict[str, torch.Tensor]:
-    """``mlp_derivatives``'s arithmetic, arranged for fewer passes over memory.
-
-    Streams are laid out ``(N, k, width)`` and pass through a layer as one matmul per kind
-    (value, first-order, second-order) instead of ``cat`` + one matmul + slices (whose
-    backward zero-fills and copies); second-order products use slices, not index lists; and
-    in the first hidden layer the constant input derivatives ``c_i`` of the first layer are
-    folded into the weights (``(t' c_i) Wᵀ = t' (W diag c_i)ᵀ``), so those streams are never
-    materialised. Needs at least one hidden layer and one derivative.
-    """
-    multi = [parse_derivative(name, inputs) for name in names]
-    firsts = sorted({i for m in multi for i in m})  # the same set as mlp_derivatives'
-    seconds = sorted({m for m in multi if len(m) == 2})
-    pos = {i: k for k, i in enumerate(firsts)}
-    n = points.shape[0]
-
-    def through(streams, w):  # (N, k, width) @ Wᵀ
-        return (streams.reshape(-1, streams.shape[-1]) @ w.T).view(n, streams.shape[1], -1)
-
-    def pairs(d):  # ∂ᵢz ∂ⱼz for every second derivative, (N, n2, width)
-        prods = [d[:, pos[i]:pos[i] + 1] * d[:, pos[j]:pos[j] + 1] for i, j in seconds]
-        return prods[0] if len(prods) == 1 else torch.cat(prods, dim=1)
-
-    z0, scale = _normalise(points, bounds)
-    w, b = params["w0"], params["b0"]
-    v = torch.addmm(b, z0, w.T)
-    c = w[:, firsts] * scale[firsts]  # ∂z/∂xᵢ of the first layer: constant, (width, n1)
-    d = s = None
-    for layer in range(1, n_layers(params)):
-        w, b = params[f"w{layer}"], params[f"b{layer}"]
-        t = torch.tanh(v)
-        t1 = 1.0 - t * t
-        t2 = -2.0 * t * t1
-        if d is None:  # ∂ᵢh = t' cᵢ, ∂ᵢⱼh = t'' cᵢ cⱼ: fold cᵢ (cⱼ) into the weights
-            wd = torch.cat([w * c[:, k] for k in range(len(firsts))])
-            d = (t1 @ wd.T).view(n, len(firsts), -1)
-            if seconds:
-                ws = torch.cat([w * (c[:, pos[i]] * c[:, pos[j]]) for i, j in seconds])
-                s = (t2 @ ws.T).view(n, len(seconds), -1)
-        else:
-            if seconds:
-                s = through(t2[:, None] * pairs(d) + t1[:, None] * s, w)
-            d = through(t1[:, None] * d, w)
-        v = torch.addmm(b, t, w.T)
-    out = {"u": v[:, 0]}
-    for name, m in zip(names, multi, strict=True):
-        out[name] = d[:, pos[m[0]], 0] if len(m) == 1 else s[:, seconds.index(m), 0]
-    return out
-
-
-def lean_loss_parts(params: Params, data, pde: PDEFamily, weights: LossWeights):
-    """``loss_parts`` with :func:`lean_derivatives`."""
-    colloc = data["colloc"]
-    d = lean_derivatives(params, colloc, pde.bounds, pde.inputs, pde.derivatives)
-    return assemble(pde.residual(d, pde.from_param(params["coef"]), colloc), params, data, pde,
-                    weights)
-
-
 # ----- how steps are run -----------------------------------------------------------------
 @dataclass
 class Variant:
@@ -261,7 +159,7 @@ class Variant:
     loss_err: float = math.nan
     grad_err: float = math.nan
     compile_s: float = math.nan
-    update_err: float = math.nan  # compile_step: params after 3 steps vs adapt's, in lr
+    update_err: float = math.nan  # compile_loss: params after 3 steps vs eager, in lr
     times: list[float] = field(default_factory=list)
 
     @property
@@ -282,34 +180,15 @@ class Variant:
         return 1e3 * max(self.times) if self.times else math.nan
 
 
-def settings(steps: int) -> AdaptSettings:
-    return AdaptSettings(steps=steps, lr=LR, log_every=steps)
+def settings(steps: int, compile: bool = False) -> AdaptSettings:
+    return AdaptSettings(steps=steps, lr=LR, log_every=steps, compile=compile)
 
 
-def adapt_runner(prob: Problem, loss_fn) -> Callable[[int], float]:
+def adapt_runner(prob: Problem, loss_fn, compile: bool = False) -> Callable[[int], float]:
     """The shipped loop: ``adapt`` without evaluator; its ``wall_time`` covers steps only."""
     def run(steps: int) -> float:
-        return adapt(prob.params0, loss_fn, settings(steps), progress=False).wall_time / steps
-    return run
-
-
-def adam_loop(prob: Problem, loss_and_grads) -> Callable[[int], float]:
-    """``adapt``'s first-order loop around a (params list → loss, grads) function: the same
-    functional Adam and per-step timing, without the logging."""
-    opt = Optimizer("adam")
-
-    def run(steps: int) -> float:
-        cfg = settings(steps)
-        cur = [p.detach().clone() for p in prob.params0.values()]
-        state = opt.init(cur)
-        wall = 0.0
-        for step in range(steps):
-            t0 = time.perf_counter()
-            _, grads = loss_and_grads(cur)
-            with torch.no_grad():
-                cur, state = opt.update(cur, list(grads), state, cfg.lr_at(step))
-            wall += time.perf_counter() - t0
-        return wall / steps
+        result = adapt(prob.params0, loss_fn, settings(steps, compile), progress=False)
+        return result.wall_time / steps
     return run
 
 
@@ -317,21 +196,6 @@ def timed(fn, *args) -> tuple[float, object]:
     t0 = time.perf_counter()
     out = fn(*args)
     return time.perf_counter() - t0, out
-
-
-def checked_adapt_variant(prob, ref, name, description, loss_fn, eager=False) -> Variant:
-    """A variant that runs ``adapt`` over ``loss_fn``, checked at the initial parameters;
-    ``eager``: nothing is compiled, so the first call is not reported as a compile time."""
-    def loss_grads(tensors):
-        cur = [p.detach().requires_grad_(True) for p in tensors]
-        total = loss_fn(prob.as_dict(cur))["total"]
-        return total.detach(), torch.autograd.grad(total, cur)
-
-    seconds, (loss, grads) = timed(loss_grads, list(prob.params0.values()))
-    v = Variant(name, description, adapt_runner(prob, loss_fn),
-                compile_s=math.nan if eager else seconds)
-    v.loss_err, v.grad_err = discrepancy(loss, grads, ref)
-    return v
 
 
 # ----- the variants ----------------------------------------------------------------------
@@ -412,122 +276,32 @@ def shipped(prob: Problem, ref) -> Variant:
     return v
 
 
-def compile_loss(prob: Problem, ref, mode: str | None = None) -> Variant:
-    """``adapt`` with a compiled loss function; AOTAutograd compiles its backward."""
-    kwargs = {"mode": mode} if mode else {}
-    fn = torch.compile(prob.loss_fn, fullgraph=True, dynamic=False, **kwargs)
-    return checked_adapt_variant(
-        prob, ref, "compile_loss" + ("_autotune" if mode else ""),
-        f"adapt + torch.compile(loss_fn, fullgraph, mode={mode or 'default'})", fn)
+def compile_loss(prob: Problem, ref) -> Variant:
+    """metapinn as shipped with ``adapt.compile=true``: ``adapt`` wraps the loss in
+    ``torch.compile(loss_fn, fullgraph=True, dynamic=False)`` (AOTAutograd compiles the
+    backward; the Adam update stays eager).
 
-
-def compile_step(prob: Problem, ref, loss_fn=None, name="compile_step") -> Variant:
-    """The whole step as one compiled function: grad_and_value of the loss, then the Adam
-    update of :class:`metapinn.adapt.Optimizer` written out per tensor."""
-    loss_fn = loss_fn or prob.loss_fn
-    opt = Optimizer("adam")
-    b1, b2 = opt.betas
-
-    def total(tensors):
-        return loss_fn(prob.as_dict(tensors))["total"]
-
-    def step(params, m, v, step_size, bias2):
-        grads, loss = torch.func.grad_and_value(total)(params)
-        m = [b1 * mi + (1 - b1) * g for mi, g in zip(m, grads, strict=True)]
-        v = [b2 * vi + (1 - b2) * g * g for vi, g in zip(v, grads, strict=True)]
-        params = [p - step_size * mi / (vi.sqrt() / bias2 + opt.eps)
-                  for p, mi, vi in zip(params, m, v, strict=True)]
-        return loss, grads, params, m, v
-
-    fn = torch.compile(step, fullgraph=True, dynamic=False)
-
-    def scalars(index: int, cfg: AdaptSettings):  # Optimizer.update's bias corrections
-        t = index + 1
-        return (torch.tensor(cfg.lr_at(index) / (1 - b1 ** t)),
-                torch.tensor(math.sqrt(1 - b2 ** t)))
-
-    def start():
-        cur = [p.detach().clone() for p in prob.params0.values()]
-        return cur, [torch.zeros_like(p) for p in cur], [torch.zeros_like(p) for p in cur]
-
-    def run(steps: int) -> float:
-        cfg = settings(steps)
-        cur, m, v = start()
-        wall = 0.0
-        for i in range(steps):
-            t0 = time.perf_counter()
-            _, _, cur, m, v = fn(cur, m, v, *scalars(i, cfg))
-            wall += time.perf_counter() - t0
-        return wall / steps
-
-    seconds, (loss, grads, *_) = timed(fn, *start(), *scalars(0, settings(1)))
-    var = Variant(name, "torch.compile(grad_and_value(loss) + Adam, fullgraph)", run,
-                  compile_s=seconds)
-    var.loss_err, var.grad_err = discrepancy(loss, grads, ref)
-    ours = adapt(prob.params0, prob.loss_fn, settings(3), progress=False).params
-    cur, m, v = start()
-    for i in range(3):
-        _, _, cur, m, v = fn(cur, m, v, *scalars(i, settings(3)))
-    var.update_err = max(float((c - o).abs().max())
-                         for c, o in zip(cur, ours.values(), strict=True)) / LR
-    return var
-
-
-def compile_chunked(prob: Problem, ref, chunk: int) -> Variant:
-    """Compiled loss with the residual term summed over chunks of ``chunk`` collocation
-    points, one backward per chunk, gradients accumulated (the same sum, regrouped)."""
-    pde, data, weights = prob.pde, prob.data, prob.weights
-
-    def chunk_residual(tensors, points):  # Σ r² over the chunk, as in loss_parts
-        params = prob.as_dict(tensors)
-        d = mlp_derivatives(params, points, pde.bounds, pde.inputs, pde.derivatives)
-        r = pde.residual(d, pde.from_param(params["coef"]), points)
-        return (r * r).sum()
-
-    def other_terms(tensors):  # boundary + data terms, as in loss_parts
-        boundary, obs = plain_terms(prob.as_dict(tensors), data, pde)
-        return weights.boundary * boundary + weights.data * obs
-
-    res = torch.compile(chunk_residual, fullgraph=True, dynamic=False)
-    rest = torch.compile(other_terms, fullgraph=True, dynamic=False)
-    chunks = data["colloc"].split(chunk)
+    The check compiles the loss the same way (Dynamo caches the graph on the loss function,
+    so ``adapt``'s own wrapper reuses it) and compares its loss and gradients at the initial
+    parameters with the eager library's; then 3 steps of ``adapt(compile=True)`` are compared
+    with 3 eager steps (``update_err``, in units of the learning rate).
+    """
+    fn = torch.compile(prob.loss_fn, fullgraph=True, dynamic=False)
 
     def loss_grads(tensors):
         cur = [p.detach().requires_grad_(True) for p in tensors]
-        total = rest(cur)
-        grads = list(torch.autograd.grad(total, cur, materialize_grads=True))
-        total = total.detach()
-        for pts in chunks:
-            part = res(cur, pts) * (weights.residual / prob.n)
-            torch._foreach_add_(grads, torch.autograd.grad(part, cur))
-            total = total + part.detach()
-        return total, grads
+        total = fn(prob.as_dict(cur))["total"]
+        return total.detach(), torch.autograd.grad(total, cur)
 
-    seconds, (value, grads) = timed(loss_grads, list(prob.params0.values()))
-    v = Variant("compile_chunked", f"compiled loss over chunks of {chunk} points, gradients "
-                "accumulated, functional Adam", adam_loop(prob, loss_grads), compile_s=seconds)
-    v.loss_err, v.grad_err = discrepancy(value, grads, ref)
+    seconds, (loss, grads) = timed(loss_grads, list(prob.params0.values()))
+    v = Variant("compile_loss", "shipped: adapt with adapt.compile=true (torch.compile of the "
+                "loss, fullgraph)", adapt_runner(prob, prob.loss_fn, compile=True),
+                compile_s=seconds)
+    v.loss_err, v.grad_err = discrepancy(loss, grads, ref)
+    eager = adapt(prob.params0, prob.loss_fn, settings(3), progress=False).params
+    ours = adapt(prob.params0, prob.loss_fn, settings(3, compile=True), progress=False).params
+    v.update_err = max(float((ours[k] - eager[k]).abs().max()) for k in eager) / LR
     return v
-
-
-def nested_autograd(prob: Problem, ref) -> Variant:
-    """``adapt`` with nested-autograd input derivatives: why Taylor mode was chosen."""
-    return checked_adapt_variant(
-        prob, ref, "nested_autograd", "eager adapt, derivatives by nested autograd.grad",
-        lambda p: nested_loss_parts(p, prob.data, prob.pde, prob.weights), eager=True)
-
-
-def taylor_lean(prob: Problem, ref) -> Variant:
-    """``adapt`` with :func:`lean_derivatives`, eager."""
-    return checked_adapt_variant(
-        prob, ref, "taylor_lean", "eager adapt, Taylor mode rearranged (lean_derivatives)",
-        lambda p: lean_loss_parts(p, prob.data, prob.pde, prob.weights), eager=True)
-
-
-def taylor_lean_compile_step(prob: Problem, ref) -> Variant:
-    return compile_step(prob, ref, lambda p: lean_loss_parts(p, prob.data, prob.pde,
-                                                             prob.weights),
-                        "taylor_lean_compile_step")
 
 
 # ----- the matmul floor ------------------------------------------------------------------
@@ -613,34 +387,24 @@ VARIANTS: dict[str, Callable] = {
     "deepxde": deepxde,
     "metapinn": shipped,
     "compile_loss": compile_loss,
-    "compile_loss_autotune": lambda p, r: compile_loss(p, r, "max-autotune-no-cudagraphs"),
-    "compile_step": compile_step,
-    "compile_chunked": None,  # needs --chunk; only when N > chunk
-    "nested_autograd": nested_autograd,
-    "taylor_lean": taylor_lean,
-    "taylor_lean_compile_step": taylor_lean_compile_step,
 }
+DEEPXDE_MISSING = ("deepxde: not installed, so the DeepXDE anchor is skipped (no ratios); "
+                   'pip install -e ".[bench]" installs DeepXDE 1.15')
 
 
-def build_variants(prob: Problem, names: list[str], chunk: int, log) -> list[Variant]:
+def build_variants(prob: Problem, names: list[str], log) -> list[Variant]:
     torch._dynamo.reset()  # static shapes per size, and compile times per size
     ref = reference(prob)
     variants = []
     for name in names:
-        if name == "compile_chunked":
-            if prob.n <= chunk:
-                continue
-            build = lambda p, r: compile_chunked(p, r, chunk)  # noqa: E731
-        else:
-            build = VARIANTS[name]
         t0 = time.perf_counter()
         try:
-            v = build(prob, ref)
+            v = VARIANTS[name](prob, ref)
         except Exception as e:  # report it and go on with the others
             log(f"  {name}: FAILED: {type(e).__name__}: {str(e).strip().splitlines()[0]}")
             continue
         extra = "" if math.isnan(v.update_err) else \
-            f", params after 3 steps vs adapt {v.update_err:.0e} lr"
+            f", params after 3 steps vs eager adapt {v.update_err:.0e} lr"
         log(f"  {name}: ready in {time.perf_counter() - t0:.1f} s; vs eager library: loss "
             f"{v.loss_err:.0e}, grads {v.grad_err:.0e}{extra}{'' if v.ok else '  MISMATCH'}")
         variants.append(v)
@@ -680,30 +444,33 @@ def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def _f(x: float, spec: str) -> str:
+    return "–" if not math.isfinite(x) else format(x, spec)
+
+
 def tables(rows: dict[int, list[Variant]], floors, flops) -> str:
     """The summary, the full table and the floor as Markdown."""
     def ms_of(vs, name):
         return next((v.ms for v in vs if v.name == name), math.nan)
 
-    lines = ["| N | DeepXDE ms/step | metapinn ms/step (shipped) | ratio | fastest variant | "
-             "ms/step | ratio | floor ms |", "|---:|---:|---:|---:|---|---:|---:|---:|"]
+    lines = ["| N | DeepXDE ms/step | metapinn ms/step (default) | ratio | metapinn "
+             "`adapt.compile=true` ms/step | ratio | floor ms |",
+             "|---:|---:|---:|---:|---:|---:|---:|"]
     for n, vs in rows.items():
-        dx, ship = ms_of(vs, "deepxde"), ms_of(vs, "metapinn")
-        ours = [v for v in vs if v.name != "deepxde" and v.ok] or vs
-        best = min(ours, key=lambda v: v.ms)
-        lines.append(f"| {n} | {dx:.1f} | {ship:.1f} | {ship / dx:.2f} | {best.name} | "
-                     f"{best.ms:.1f} | {best.ms / dx:.2f} | {floors[n][1] * 1e3:.1f} |")
+        dx, ship, comp = (ms_of(vs, name) for name in ("deepxde", "metapinn", "compile_loss"))
+        lines.append(f"| {n} | {_f(dx, '.1f')} | {_f(ship, '.1f')} | {_f(ship / dx, '.2f')} | "
+                     f"{_f(comp, '.1f')} | {_f(comp / dx, '.2f')} | "
+                     f"{floors[n][1] * 1e3:.1f} |")
     lines += ["", "| N | variant | ms/step | min–max | ÷ DeepXDE | × floor | compile s | check "
               "(Δloss, Δgrad) |", "|---:|---|---:|---:|---:|---:|---:|---|"]
     for n, vs in rows.items():
         dx, floor = ms_of(vs, "deepxde"), floors[n][1] * 1e3
         for v in vs:
-            comp = "–" if math.isnan(v.compile_s) else f"{v.compile_s:.1f}"
             check = "reference" if v.name == "metapinn" else \
                 f"{'ok' if v.ok else 'MISMATCH'} ({v.loss_err:.0e}, {v.grad_err:.0e})"
             spread = f"{v.ms_min:.1f}–{v.ms_max:.1f}"
-            lines.append(f"| {n} | {v.name} | {v.ms:.1f} | {spread} | {v.ms / dx:.2f} | "
-                         f"{v.ms / floor:.1f} | {comp} | {check} |")
+            lines.append(f"| {n} | {v.name} | {v.ms:.1f} | {spread} | {_f(v.ms / dx, '.2f')} | "
+                         f"{v.ms / floor:.1f} | {_f(v.compile_s, '.1f')} | {check} |")
     lines += ["", "Matmul floor of one Taylor-mode step (every matmul of forward + backward "
               "as bare torch.mm of the same shapes) and the matmul work that "
               "torch.profiler counts in one step:",
@@ -711,7 +478,7 @@ def tables(rows: dict[int, list[Variant]], floors, flops) -> str:
               "floor ms | achieved GFLOP/s |", "|---:|---:|---:|---:|---:|---:|"]
     for n, (gflop, sec) in floors.items():
         lines.append(f"| {n} | {gflop:.3f} | {flops[n]['metapinn']:.3f} | "
-                     f"{flops[n]['deepxde']:.3f} | {sec * 1e3:.2f} | {gflop / sec:.0f} |")
+                     f"{_f(flops[n]['deepxde'], '.3f')} | {sec * 1e3:.2f} | {gflop / sec:.0f} |")
     return "\n".join(lines)
 
 
@@ -783,8 +550,6 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=3, help="timed blocks per variant")
     ap.add_argument("--threads", type=int, default=os.cpu_count(),
                     help="torch threads for every variant (default: all cores)")
-    ap.add_argument("--chunk", type=int, default=2000,
-                    help="collocation points per chunk of compile_chunked")
     ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     ap.add_argument("--quick", action="store_true", help="two steps, one block (smoke test)")
     ap.add_argument("--out", type=Path, default=RESULTS, help="results folder")
@@ -795,12 +560,16 @@ def main(argv=None):
 
     torch.set_num_threads(args.threads)
     warmup, repeats = (1, 1) if args.quick else (5, args.repeats)
+    names = list(dict.fromkeys(args.variants))
+    if "deepxde" in names and importlib.util.find_spec("deepxde") is None:
+        log(DEEPXDE_MISSING)
+        names.remove("deepxde")
     load_before, start = load(), time.perf_counter()
     rows, floors, flops = {}, {}, {}
     for prob in make_problems(args.sizes):
         steps = 2 if args.quick else (args.steps or (100 if prob.n <= 4000 else 50))
         log(f"N = {prob.n}: preparing and checking variants")
-        variants = build_variants(prob, args.variants, args.chunk, log)
+        variants = build_variants(prob, names, log)
         log(f"N = {prob.n}: timing {repeats} × {steps} steps per variant")
         time_variants(variants, steps, warmup, repeats, log)
         floors[prob.n] = matmul_floor(prob)
