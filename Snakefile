@@ -18,6 +18,16 @@ include: "workflow/rules/adapt.smk"
 include: "workflow/rules/figures.smk"
 
 
+# cheap rules (seconds each): run by the submitting Snakemake itself, never queued on a cluster
+localrules:
+    all,
+    collect,
+    family_figures,
+    meta_training_figure,
+    speedup_overview,
+    tables,
+
+
 rule all:
     input:
         all_targets(),

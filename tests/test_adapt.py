@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from metapinn.adapt import AdaptSettings, Evaluator, Optimizer, adapt, history_dataset
+from metapinn.adapt import AdaptSettings, Evaluator, Optimizer, adapt, adapt_history
 from metapinn.config import compose, run_config
-from metapinn.evaluate import scratch_params, solve_task
+from metapinn.evaluate import solve_task
+from metapinn.nets import scratch_params
 from metapinn.tasks import TaskSettings, make_task
 
 
@@ -28,7 +29,7 @@ def _quadratic():
 def test_functional_adam_equals_torch_optim_adam():
     _, _, loss_fn = _quadratic()
     x0 = torch.linspace(-1, 1, 5, dtype=torch.float64)
-    ours = adapt({"x": x0}, loss_fn, AdaptSettings(steps=25, lr=0.05, log_every=5)).params["x"]
+    ours = adapt({"x": x0}, loss_fn, AdaptSettings(steps=25, lr=0.05, lr_decay=1.0)).params["x"]
     x = x0.clone().requires_grad_(True)
     opt = torch.optim.Adam([x], lr=0.05)
     for _ in range(25):
@@ -49,7 +50,7 @@ def test_sgd_and_exponential_schedule():
     assert s.lr_at(3) == pytest.approx(0.05)
 
 
-def test_log_schedule_and_history_dataset():
+def test_log_schedule_and_adapt_history():
     _, _, loss_fn = _quadratic()
     r = adapt({"x": torch.ones(5, dtype=torch.float64)}, loss_fn,
               AdaptSettings(steps=23, lr=0.01, log_every=10))
@@ -97,7 +98,7 @@ def test_lbfgs_phase_reaches_the_quadratic_minimum():
 def test_differentiable_inner_loop_gradient_matches_finite_differences():
     """d/dφ of the loss after k SGD steps (MAML's gradient) against central FD."""
     A, b, loss_fn = _quadratic()
-    s = AdaptSettings(steps=3, lr=0.05, optimizer="sgd")
+    s = AdaptSettings(steps=3, lr=0.05, lr_decay=1.0, optimizer="sgd")
 
     def after(x0):
         return loss_fn(adapt({"x": x0}, loss_fn, s, differentiable=True).params)["total"]
@@ -131,7 +132,7 @@ def test_short_pinn_solve_lowers_the_loss_and_logs_errors():
                              "adapt.log_every=20", "pde.n_collocation=256"]))
     task = make_task(rc.pde, 0, TaskSettings(n_obs=100))
     r = solve_task(rc, task, scratch_params(rc, 0))
-    ds = history_dataset(r, rc.pde)
+    ds = adapt_history(r, rc.pde)
     assert list(ds.step.values) == [0, 20, 40, 60]
     assert ds.loss.values[-1] < 0.5 * ds.loss.values[0]
     assert ds.coef_rel_err.dims == ("step", "coef_err")
@@ -169,3 +170,19 @@ def test_compiled_loss_gives_the_same_steps():
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
     for k in eager.params:
         assert torch.allclose(eager.params[k], compiled.params[k], rtol=1e-4, atol=1e-6)
+
+
+def test_a_diverging_run_stops_and_keeps_the_step_grid():
+    """Case 5 of issue 9: a non-finite loss stops the run at the first logged step that
+    shows it; the log keeps every logged step (NaN from there on), so that diverged and
+    converged runs share one step grid."""
+    _, _, loss_fn = _quadratic()
+    s = AdaptSettings(steps=40, lr=1e30, optimizer="sgd", log_every=10)
+    r = adapt({"x": torch.ones(5, dtype=torch.float64)}, loss_fn, s)
+    assert r.diverged_at == 10
+    assert [rec["step"] for rec in r.records] == [0, 10, 20, 30, 40]
+    assert np.isfinite(r.records[0]["loss"])
+    assert all(np.isnan(rec["loss"]) for rec in r.records[2:])
+    ok = adapt({"x": torch.ones(5, dtype=torch.float64)}, loss_fn,
+               AdaptSettings(steps=40, lr=0.01, optimizer="sgd", log_every=10))
+    assert ok.diverged_at is None and len(ok.records) == 5

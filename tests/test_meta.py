@@ -1,18 +1,19 @@
 """Meta-gradients against finite differences and their defining formulas (float64)."""
 
-import numpy as np
 import pytest
 import torch
 from torch.func import grad
 
 from metapinn.adapt import AdaptSettings, adapt
 from metapinn.config import compose, run_config
-from metapinn.evaluate import scratch_params
-from metapinn.meta import METHODS, Context, MetaSettings, get_method, meta_task
+from metapinn.meta import METHODS, get_method, method_settings
+from metapinn.meta.base import Context, meta_task
 from metapinn.meta.hypernet import hyper_initialisation
 from metapinn.meta.leap import leap_increments, leap_task_grad
 from metapinn.meta.maml import maml_task_grad
 from metapinn.meta.reptile import reptile_task_grad
+from metapinn.nets import scratch_params
+from metapinn.settings import MethodSettings
 from metapinn.tasks import TaskSettings, make_task
 from metapinn.taylor import taylor_errors
 
@@ -27,8 +28,8 @@ def setup():
     return rc, tasks
 
 
-def _ctx(rc, tasks=(), **kw):
-    return Context(rc, MetaSettings(**kw), 0, list(tasks))
+def _ctx(rc, tasks=(), name="maml", **kw):
+    return Context(rc, method_settings(name, **kw), 0, list(tasks))
 
 
 def _dot(a, b):
@@ -102,7 +103,7 @@ def test_leap_without_loss_term_and_norm_is_alpha_times_reptile(setup, optimizer
     rc, tasks = setup
     kw = dict(inner_steps=5, inner_lr=0.01, inner_optimizer=optimizer, leap_norm=False,
               leap_loss_term=False)
-    ctx = _ctx(rc, **kw)
+    ctx = _ctx(rc, name="leap", **kw)
     phi, mt = scratch_params(rc, 0), tasks[0]
     g_leap, _ = leap_task_grad(ctx, phi, mt.support, mt.query)
     g_rep, _ = reptile_task_grad(ctx, phi, mt.support, mt.query)
@@ -114,8 +115,9 @@ def test_leap_increment_matches_the_formula(setup):
     rc, tasks = setup
     ctx = _ctx(rc)
     phi, mt = scratch_params(rc, 0), tasks[0]
-    r = adapt(phi, lambda p: ctx.parts(p, mt.support), AdaptSettings(steps=2, lr=0.01),
-              record_log=False, keep_trajectory=True)
+    inner = AdaptSettings(steps=2, lr=0.01, lr_decay=1.0, coef_lr_factor=1.0)
+    r = adapt(phi, lambda p: ctx.parts(p, mt.support), inner, record_log=False,
+              keep_trajectory=True)
     assert len(r.trajectory) == 3
     (t0, f0, g0), (t1, f1, _) = r.trajectory[0], r.trajectory[1]
     # trajectory entries are the iterates, their losses and their gradients
@@ -140,9 +142,9 @@ def test_vmap_meta_gradient_equals_the_per_task_loop(setup, name, kw):
     rc, tasks = setup
     method = get_method(name)
     base = dict(inner_steps=2, inner_lr=0.01, **kw)
-    meta = method.init_meta(_ctx(rc, tasks, **base))
-    g_loop, l_loop = method.meta_grad(meta, tasks, _ctx(rc, tasks, vmap=False, **base))
-    g_vmap, l_vmap = method.meta_grad(meta, tasks, _ctx(rc, tasks, vmap=True, **base))
+    meta = method.init_meta(_ctx(rc, tasks, name, **base))
+    g_loop, l_loop = method.meta_grad(meta, tasks, _ctx(rc, tasks, name, vmap=False, **base))
+    g_vmap, l_vmap = method.meta_grad(meta, tasks, _ctx(rc, tasks, name, vmap=True, **base))
     assert torch.allclose(l_loop, l_vmap, rtol=1e-12)
     for n in meta:
         assert torch.allclose(g_loop[n], g_vmap[n], rtol=1e-9, atol=1e-13), n
@@ -150,7 +152,7 @@ def test_vmap_meta_gradient_equals_the_per_task_loop(setup, name, kw):
 
 def test_every_hypernetwork_parameter_gets_a_gradient(setup):
     rc, tasks = setup
-    ctx = _ctx(rc, tasks, inner_steps=1, inner_lr=0.01)
+    ctx = _ctx(rc, tasks, "hypernet", inner_steps=1, inner_lr=0.01)
     method = get_method("hypernet")
     meta = method.init_meta(ctx)
     g, _ = method.meta_grad(meta, tasks, ctx)
@@ -168,12 +170,16 @@ def test_every_hypernetwork_parameter_gets_a_gradient(setup):
 
 
 def test_registry_names_and_errors():
-    assert set(METHODS) == {"scratch", "transfer", "pretrain", "maml", "fomaml", "reptile",
-                            "leap", "hypernet"}
+    for name in METHODS:  # every entry loads, and its class carries its registry name
+        assert get_method(name).name == name
+        assert issubclass(get_method(name).settings, MethodSettings)
     with pytest.raises(ValueError, match="valid choices"):
         get_method("anil")
     with pytest.raises(ValueError, match="method.meta_batch"):
-        MetaSettings(meta_batch=0)
+        MethodSettings(name="maml", meta_batch=0)
     with pytest.raises(ValueError, match="inner_optimizer"):
-        MetaSettings(inner_optimizer="rmsprop")
-    assert np.isfinite(MetaSettings().inner.lr)
+        MethodSettings(name="maml", inner_optimizer="rmsprop")
+    with pytest.raises(ValueError, match="hyper_width"):
+        method_settings("hypernet", hyper_width=0)
+    inner = MethodSettings(name="maml", inner_lr=0.03).inner
+    assert (inner.lr, inner.lr_decay, inner.coef_lr_factor) == (0.03, 1.0, 1.0)

@@ -6,7 +6,7 @@ import torch
 
 from metapinn.config import compose, run_config
 from metapinn.evaluate import initialiser, solve_task
-from metapinn.meta import MetaSettings
+from metapinn.meta import method_settings
 from metapinn.metatrain import meta_train
 from metapinn.ncio import read_netcdf, write_netcdf
 from metapinn.tasks import TaskSettings, generate_tasks, tasks_to_dataset
@@ -25,8 +25,8 @@ def _setup(tmp_path, extra=()):
 
 def test_resume_equals_uninterrupted(tmp_path):
     rc, _, path = _setup(tmp_path, ["model.hidden=[8,8]", "pde.n_collocation=64"])
-    ms = MetaSettings(name="maml", outer_steps=6, meta_batch=2, inner_steps=2, inner_lr=1e-2,
-                      val_every=3, checkpoint_every=2)
+    ms = method_settings("maml", outer_steps=6, meta_batch=2, inner_steps=2, inner_lr=1e-2,
+                         val_every=3, checkpoint_every=2)
     full = meta_train(rc, ms, path, tmp_path / "full")
     meta_train(rc, ms, path, tmp_path / "part", stop_after=4)
     ck = torch.load(tmp_path / "part" / "checkpoint.pt", weights_only=False)
@@ -41,16 +41,14 @@ def test_resume_equals_uninterrupted(tmp_path):
     np.testing.assert_array_equal(h_full.meta_loss.values, h_res.meta_loss.values)
     assert list(h_full.outer_step.values) == [1, 2, 3, 4, 5, 6]
     assert np.isfinite(h_full.val_loss.values[[2, 5]]).all()
-    # a fresh run ignores a checkpoint unless resume=true, and the method must match
-    with pytest.raises(ValueError, match="belongs to burgers/maml"):
-        meta_train(rc, MetaSettings(name="fomaml", outer_steps=6, meta_batch=2),
-                   path, tmp_path / "part", resume=True)
+    # a finished run leaves no checkpoint: init.pt and history.nc hold everything
+    assert not (tmp_path / "part" / "checkpoint.pt").exists()
 
 
 def test_meta_batch_larger_than_the_training_set_is_refused(tmp_path):
     rc, _, path = _setup(tmp_path, ["model.hidden=[8]"])
     with pytest.raises(ValueError, match="meta_batch=9 exceeds the 8 training tasks"):
-        meta_train(rc, MetaSettings(name="maml", meta_batch=9), path, tmp_path / "x")
+        meta_train(rc, method_settings("maml", meta_batch=9), path, tmp_path / "x")
 
 
 @pytest.mark.slow
@@ -59,14 +57,14 @@ def test_reptile_beats_scratch_on_held_out_burgers_tasks(tmp_path):
     reach a much lower loss on the held-out test tasks than 100 steps from scratch."""
     torch.set_num_threads(1)
     rc, tasks, path = _setup(tmp_path)
-    ms = MetaSettings(name="reptile", outer_steps=30, meta_batch=4, inner_steps=20,
-                      inner_lr=2e-3, inner_optimizer="adam", outer_lr=1e-2, val_every=10,
-                      checkpoint_every=100)
+    ms = method_settings("reptile", outer_steps=30, meta_batch=4, inner_steps=20,
+                         inner_lr=2e-3, inner_optimizer="adam", outer_lr=1e-2, val_every=10,
+                         checkpoint_every=100)
     init = meta_train(rc, ms, path, tmp_path / "reptile")
     test = [t for t in tasks if t.split == "test"]
 
     def final_losses(init_file):
-        fn = initialiser(rc, "scratch" if init_file is None else "reptile", 0, init_file)
+        fn = initialiser(rc, init_file)
         return np.array([solve_task(rc, t, fn).records[-1]["loss"] for t in test])
 
     scratch, reptile = final_losses(None), final_losses(init)
@@ -75,7 +73,7 @@ def test_reptile_beats_scratch_on_held_out_burgers_tasks(tmp_path):
 
 def test_diverging_inner_loop_stops_with_a_clear_error(tmp_path):
     rc, _, path = _setup(tmp_path, ["model.hidden=[8,8]", "pde.n_collocation=64"])
-    ms = MetaSettings(name="maml", outer_steps=3, meta_batch=2, inner_steps=3, inner_lr=1e6)
+    ms = method_settings("maml", outer_steps=3, meta_batch=2, inner_steps=3, inner_lr=1e6)
     with pytest.raises(FloatingPointError, match="lower method.inner_lr"):
         meta_train(rc, ms, path, tmp_path / "nan")
     assert not (tmp_path / "nan" / "init.pt").exists()

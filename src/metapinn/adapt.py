@@ -18,10 +18,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import xarray as xr
+from tqdm.auto import tqdm
 
 from .loss import solution
 from .nets import Params
-from .pdes import PDEFamily
+from .pdes.base import PDEFamily
+from .settings import AdaptSettings
 from .tasks import Task
 
 log = logging.getLogger("metapinn")
@@ -71,60 +73,6 @@ class Optimizer:
         return params, (t, m, v)
 
 
-OPTIMIZERS = ("adam", "sgd")
-
-
-@dataclass(frozen=True)
-class AdaptSettings:
-    """The inner optimiser and its schedule (identical for every method in evaluation).
-
-    Args:
-        steps: first-order optimiser steps.
-        lr: learning rate at step 0.
-        lr_decay: factor the learning rate has decayed by at the last step (exponential
-            schedule; 1 keeps it constant).
-        optimizer: ``adam`` or ``sgd``.
-        lbfgs_steps: L-BFGS iterations after the first-order steps (evaluation only).
-        log_every: evaluation interval in steps (the last step is always logged).
-        coef_lr_factor: learning rate of the unknown coefficients (``"coef"``) relative to
-            the network's.
-        compile: ``torch.compile`` the loss (forward and backward fused by Inductor) in the
-            non-differentiable path: about 2× faster per step on CPU
-            (``benchmarks/step_time.py``), for a compile time of several seconds per process.
-    """
-
-    steps: int = 2000
-    lr: float = 1e-3
-    lr_decay: float = 1.0
-    optimizer: str = "adam"
-    lbfgs_steps: int = 0
-    log_every: int = 100
-    coef_lr_factor: float = 1.0
-    compile: bool = False
-
-    def __post_init__(self):
-        if self.steps < 0 or self.lbfgs_steps < 0:
-            raise ValueError(f"adapt.steps and adapt.lbfgs_steps must be ≥ 0, "
-                             f"got {self.steps}, {self.lbfgs_steps}")
-        if self.lr <= 0 or not 0 < self.lr_decay <= 1:
-            raise ValueError(f"need adapt.lr > 0 and 0 < adapt.lr_decay ≤ 1, "
-                             f"got {self.lr}, {self.lr_decay}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown adapt.optimizer {self.optimizer!r}; valid choices: "
-                             f"{', '.join(OPTIMIZERS)}")
-        if self.coef_lr_factor <= 0:
-            raise ValueError(f"adapt.coef_lr_factor must be > 0, got {self.coef_lr_factor}")
-        if self.log_every < 1:
-            raise ValueError(f"adapt.log_every must be ≥ 1, got {self.log_every}")
-
-    @property
-    def total_steps(self) -> int:
-        return self.steps + self.lbfgs_steps
-
-    def lr_at(self, step: int) -> float:
-        return self.lr * self.lr_decay ** (step / max(self.steps, 1))
-
-
 # ----- evaluation against the reference -------------------------------------------------
 class Evaluator:
     """u_rel_l2 on the reference grid and the coefficient errors of a parameter dict."""
@@ -155,6 +103,8 @@ class AdaptResult:
     wall_time: float = 0.0
     # with keep_trajectory: (θ^i, L(θ^i), ∇L(θ^i)) per step i < K, then (θ^K, L(θ^K), None)
     trajectory: list[tuple[Params, torch.Tensor, Params | None]] = field(default_factory=list)
+    # the first logged step whose loss or error was not finite (the run stopped there)
+    diverged_at: int | None = None
 
 
 # ----- the inner loop -------------------------------------------------------------------
@@ -175,7 +125,9 @@ def adapt(params: Params, loss_fn: LossFn, settings: AdaptSettings, *,
         progress: tqdm bar (default: when stderr is a terminal) or plain log lines.
         label: prefix of progress output.
         record_log: keep the log (off inside meta-training, where the loop may run under
-            ``vmap`` and nothing may leave the graph as a Python number).
+            ``vmap`` and nothing may leave the graph as a Python number). A logged step
+            with a non-finite loss or error stops the run: ``diverged_at`` records it and
+            the remaining logged steps are NaN.
         keep_trajectory: store every iterate with its loss and gradient (LEAP), detached.
 
     Returns:
@@ -208,6 +160,8 @@ def adapt(params: Params, loss_fn: LossFn, settings: AdaptSettings, *,
             rec.update(evaluate(as_dict(tensors)))
         result.records.append(rec)
         ticker.note(step, rec["loss"])
+        if not all(np.isfinite(rec[k]).all() for k in ("loss", "u_rel_l2", "coef") if k in rec):
+            result.diverged_at = step
 
     def logged(step):
         return step % settings.log_every == 0 or step == total
@@ -244,10 +198,12 @@ def adapt(params: Params, loss_fn: LossFn, settings: AdaptSettings, *,
                                       as_dict([x.detach() for x in gl])))
         if record_log and logged(step):
             record(step, {k: v.detach() for k, v in parts.items()}, prev)
+            if result.diverged_at is not None:
+                break
         ticker.tick()
 
     # optional L-BFGS phase (evaluation only)
-    if settings.lbfgs_steps:
+    if settings.lbfgs_steps and result.diverged_at is None:
         cur = [p.detach().clone().requires_grad_(True) for p in cur]
         lbfgs = torch.optim.LBFGS(cur, lr=1.0, max_iter=1, history_size=50,
                                   line_search_fn="strong_wolfe")
@@ -262,6 +218,8 @@ def adapt(params: Params, loss_fn: LossFn, settings: AdaptSettings, *,
             if logged(step):
                 with torch.no_grad():
                     record(step, eager_loss(as_dict(cur)), cur)
+                if result.diverged_at is not None:
+                    break
             t0 = time.perf_counter()
             lbfgs.step(closure)
             result.wall_time += time.perf_counter() - t0
@@ -273,10 +231,16 @@ def adapt(params: Params, loss_fn: LossFn, settings: AdaptSettings, *,
         with torch.no_grad():
             result.trajectory.append((as_dict([p.detach() for p in cur]),
                                       eager_loss(as_dict(cur))["total"].detach(), None))
-    if record_log:
+    if record_log and result.diverged_at is None:
         with torch.no_grad():
             final = eager_loss(as_dict(cur))
         record(total, final, cur)
+    if result.diverged_at is not None:  # the rest of the log: NaN, so every run has one grid
+        last = result.records[-1]
+        nan = {k: (np.full_like(v, np.nan, dtype=float) if isinstance(v, np.ndarray)
+                   else float("nan")) for k, v in last.items()}
+        result.records += [dict(nan, step=s, wall_time=last["wall_time"])
+                           for s in range(result.diverged_at + 1, total + 1) if logged(s)]
     ticker.close()
     result.params = as_dict(cur)
     return result
@@ -291,8 +255,6 @@ class _Ticker:
         self.total, self.label, self.next_line = total, label, 0
         self.bar = None
         if progress:
-            from tqdm.auto import tqdm
-
             self.bar = tqdm(total=total, desc=label or "adapt", leave=False)
 
     def tick(self):
@@ -311,7 +273,7 @@ class _Ticker:
             self.bar.close()
 
 
-def history_dataset(result: AdaptResult, pde: PDEFamily) -> xr.Dataset:
+def adapt_history(result: AdaptResult, pde: PDEFamily) -> xr.Dataset:
     """The log of :func:`adapt` as a Dataset with dims ``step`` (and ``coef``/``coef_err``)."""
     recs = result.records
     steps = np.array([r["step"] for r in recs])

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -26,7 +25,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from . import __version__
-from .config import ConfigError, RunConfig, compose, meta_settings, run_config
+from .config import DIGEST_KEYS, compose, method_config, run_config
+from .runconfig import ConfigError, RunConfig
 
 log = logging.getLogger("metapinn")
 
@@ -45,10 +45,10 @@ def _experiment_dir(cfg: DictConfig) -> Path:
 
 
 def cmd_generate_tasks(cfg: DictConfig, rc: RunConfig) -> None:
-    from .ncio import write_netcdf
+    from .ncio import check_writable, write_netcdf
     from .tasks import generate_tasks, tasks_to_dataset
 
-    out = Path(cfg.out) if cfg.out else _experiment_dir(cfg) / "tasks" / f"{rc.pde.name}.nc"
+    out = check_writable(cfg.out or _experiment_dir(cfg) / "tasks" / f"{rc.pde.name}.nc")
     log.info("generating %d %s tasks → %s", rc.tasks.n_tasks, rc.pde.name, out)
     tasks = generate_tasks(rc.pde, rc.tasks)
     ds = tasks_to_dataset(rc.pde, tasks, rc.tasks)
@@ -59,10 +59,12 @@ def cmd_generate_tasks(cfg: DictConfig, rc: RunConfig) -> None:
 
 def cmd_solve(cfg: DictConfig, rc: RunConfig) -> None:
     from .evaluate import initialiser, solve_task, task_history
-    from .ncio import write_netcdf
+    from .ncio import check_writable, write_netcdf
 
+    if cfg.out:
+        check_writable(cfg.out)
     task = _task_from_cfg(cfg, rc)
-    init_fn = initialiser(rc, "scratch", rc.seed, cfg.init)
+    init_fn = initialiser(rc, cfg.init)
     result = solve_task(rc, task, init_fn, label=f"{rc.pde.name} task {task.index}")
     last = result.records[-1]
     print(f"{rc.pde.name} task {task.index} ({task.split}) after {last['step']} steps, "
@@ -96,10 +98,11 @@ def _with_tuned_lr(cfg: DictConfig, rc: RunConfig) -> RunConfig:
 
 def cmd_tune_lr(cfg: DictConfig, rc: RunConfig) -> None:
     from .evaluate import tune_scratch_lr
+    from .ncio import check_writable
 
     exp = _experiment_dir(cfg)
     tasks_file = _tasks_file(cfg, rc)
-    out = cfg.out or exp / "tune" / f"{rc.pde.name}.nc"
+    out = check_writable(cfg.out or exp / "tune" / f"{rc.pde.name}.nc")
     best = tune_scratch_lr(rc, tasks_file, cfg.experiment.lr_grid, out)
     print(f"{rc.pde.name}: best scratch learning rate {best:g} of {list(cfg.experiment.lr_grid)}"
           f"; wrote {out}")
@@ -107,14 +110,13 @@ def cmd_tune_lr(cfg: DictConfig, rc: RunConfig) -> None:
 
 def cmd_adapt_tasks(cfg: DictConfig, rc: RunConfig) -> None:
     from .evaluate import solve_tasks
+    from .ncio import check_writable
 
     rc = _with_tuned_lr(cfg, rc)
-
-    method = str(cfg.method.name)
-    meta_settings(cfg)  # validates the method
+    method = method_config(cfg).name
     exp = _experiment_dir(cfg)
     tasks_file = _tasks_file(cfg, rc)
-    out = cfg.out or exp / "adapt" / rc.pde.name / method / f"seed{rc.seed}.nc"
+    out = check_writable(cfg.out or exp / "adapt" / rc.pde.name / method / f"seed{rc.seed}.nc")
     init = cfg.init
     if init is None and method != "scratch":
         init = _meta_dir(cfg, rc, method) / "init.pt"
@@ -134,20 +136,21 @@ def _meta_dir(cfg: DictConfig, rc: RunConfig, method: str) -> Path:
 
 def cmd_meta_train(cfg: DictConfig, rc: RunConfig) -> None:
     from .metatrain import meta_train
+    from .ncio import check_writable_dir
 
-    ms = meta_settings(cfg)
+    ms = method_config(cfg)
     tasks_file = _tasks_file(cfg, rc)
-    out_dir = Path(cfg.out_dir) if cfg.out_dir else _meta_dir(cfg, rc, ms.name)
+    out_dir = check_writable_dir(cfg.out_dir or _meta_dir(cfg, rc, ms.name))
     path = meta_train(rc, ms, tasks_file, out_dir, resume=bool(cfg.resume))
     print(f"wrote {path} and {out_dir / 'history.nc'}")
 
 
 def cmd_taylor_check(cfg: DictConfig, rc: RunConfig) -> None:
-    from .ncio import write_netcdf
+    from .ncio import check_writable, write_netcdf
     from .plots import taylor_figure
     from .taylor import taylor_check
 
-    out = Path(cfg.out) if cfg.out else _experiment_dir(cfg) / "taylor" / f"{rc.pde.name}.nc"
+    out = check_writable(cfg.out or _experiment_dir(cfg) / "taylor" / f"{rc.pde.name}.nc")
     ds = taylor_check(rc, k=3)
     write_netcdf(ds, out, title=f"Taylor check of meta-gradients on {rc.pde.name}",
                  config=rc.yaml, history="metapinn taylor-check")
@@ -158,17 +161,16 @@ def cmd_taylor_check(cfg: DictConfig, rc: RunConfig) -> None:
 
 
 def _task_from_cfg(cfg: DictConfig, rc: RunConfig):
-    from .ncio import read_netcdf
-    from .tasks import make_task, task_from_dataset
+    from .tasks import load_tasks, make_task, task_from_dataset
 
     if cfg.tasks_file:
-        if cfg.coefficients is not None:
+        if cfg.coefficients:
             raise ConfigError("give either tasks_file= or coefficients=, not both")
-        return task_from_dataset(read_netcdf(cfg.tasks_file), int(cfg.task))
+        return task_from_dataset(load_tasks(cfg.tasks_file, rc.pde.name), int(cfg.task))
     coefs = None
-    if cfg.coefficients is not None:
+    if cfg.coefficients:
         given = OmegaConf.to_container(cfg.coefficients)
-        if not isinstance(given, dict) or set(given) != set(rc.pde.coef_names):
+        if set(given) != set(rc.pde.coef_names):
             raise ConfigError(f"coefficients must set exactly {list(rc.pde.coef_names)}, "
                               f"e.g. coefficients={{{rc.pde.coef_names[0]}:0.5,...}}")
         coefs = np.array([float(given[n]) for n in rc.pde.coef_names])
@@ -179,9 +181,11 @@ def _task_from_cfg(cfg: DictConfig, rc: RunConfig):
 
 def cmd_export_observations(cfg: DictConfig, rc: RunConfig) -> None:
     from .identify import export_observations
+    from .ncio import check_writable
 
     if not cfg.out:
         raise ConfigError("export-observations needs out=PATH")
+    check_writable(cfg.out)
     task = _task_from_cfg(cfg, rc)
     export_observations(rc.pde, task, cfg.out, config=rc.yaml)
     print(f"wrote {cfg.out}: {len(task.obs_values)} observations of {rc.pde.name} task "
@@ -192,9 +196,12 @@ def cmd_export_observations(cfg: DictConfig, rc: RunConfig) -> None:
 
 def cmd_identify(cfg: DictConfig, rc: RunConfig) -> None:
     from .identify import identify
+    from .ncio import check_writable
 
     if not cfg.observations:
         raise ConfigError("identify needs observations=PATH (see `metapinn export-observations`)")
+    if cfg.out:
+        check_writable(cfg.out)
     ds = identify(rc, cfg.observations, init=cfg.init, out=cfg.out,
                   label=f"identify {rc.pde.name}")
     print(f"{rc.pde.name}: identified from {cfg.observations} "
@@ -301,30 +308,26 @@ def main(argv: list[str] | None = None) -> int:
         print(__version__)
         return 0
     command, rest = argv[0], argv[1:]
-    saved = os.environ.get("METAPINN_CONFIG_DIR")
+    directory = None
     for arg in [a for a in rest if a.startswith("--config-dir=")]:
-        os.environ["METAPINN_CONFIG_DIR"] = arg.split("=", 1)[1]
+        directory = arg.split("=", 1)[1]
         rest.remove(arg)
-    try:
-        return _run(command, rest)
-    finally:
-        if saved is None:
-            os.environ.pop("METAPINN_CONFIG_DIR", None)
-        else:
-            os.environ["METAPINN_CONFIG_DIR"] = saved
+    return _run(command, rest, directory)
 
 
-def _run(command: str, rest: list[str]) -> int:
+COMMANDS = {"generate-tasks": cmd_generate_tasks, "tune-lr": cmd_tune_lr, "solve": cmd_solve,
+            "meta-train": cmd_meta_train, "adapt-tasks": cmd_adapt_tasks,
+            "taylor-check": cmd_taylor_check, "export-observations": cmd_export_observations,
+            "identify": cmd_identify, "config": cmd_config}
+
+
+def _run(command: str, rest: list[str], directory: str | None = None) -> int:
     try:
         if command in HYDRA_COMMANDS:
-            cfg = compose(rest)
-            rc = run_config(cfg)
+            cfg = compose(rest, directory)
+            rc = run_config(cfg, command if command in DIGEST_KEYS else None)
             _setup(rc)
-            {"generate-tasks": cmd_generate_tasks, "tune-lr": cmd_tune_lr, "solve": cmd_solve,
-             "meta-train": cmd_meta_train, "adapt-tasks": cmd_adapt_tasks,
-             "taylor-check": cmd_taylor_check, "export-observations": cmd_export_observations,
-             "identify": cmd_identify,
-             "config": cmd_config}[command](cfg, rc)
+            COMMANDS[command](cfg, rc)
         elif command in PLAIN_COMMANDS:
             run_plain(command, rest)
         else:
@@ -332,9 +335,12 @@ def _run(command: str, rest: list[str]) -> int:
             print(f"error: unknown command {command!r}; valid commands: {valid}",
                   file=sys.stderr)
             return 2
-    except (ConfigError, ValueError, FileNotFoundError, FloatingPointError) as e:
+    except (ConfigError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except FloatingPointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
     return 0
 
 

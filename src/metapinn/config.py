@@ -1,40 +1,69 @@
-"""Hydra configuration → frozen settings records, validated before any work starts.
+"""Configuration: Hydra composition over typed schemas, validation, and digests.
 
-The config tree lives in ``config/`` (groups ``pde/``, ``model/``, ``adapt/``,
-``experiment/``); :func:`compose` builds it without Hydra's working-directory change or
-``outputs/`` folders, and turns Hydra's errors into messages that name the bad key and the
-valid choices. :func:`run_config` then checks every value and returns a :class:`RunConfig`
-that the library functions take explicitly (no global state).
+The config tree lives in ``config/`` (groups ``pde/``, ``model/``, ``adapt/``, ``method/``,
+``experiment/``). Every key's type and default is declared once, by the dataclasses of
+:mod:`metapinn.settings` (and each method's settings subclass), registered in Hydra's
+``ConfigStore`` as the schema: a YAML file only overrides, an override of the wrong type
+or of an unknown key is refused with a message naming the key, and ``+key=`` cannot add
+keys outside the schema.
+
+:func:`compose` builds the configuration without Hydra's working-directory change or
+``outputs/`` folders, then merges the experiment's per-family and per-method settings
+(``experiment.pde_overrides``, ``experiment.method_overrides``); overrides given on the
+command line still win. :func:`run_config` turns it into the :class:`RunConfig` that the
+library functions take explicitly, and :func:`digest` fingerprints the settings that decide
+one command's results (the pipeline's rerun trigger and the meta-training checkpoint's key).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+from hydra.core.config_store import ConfigStore
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import OverrideType
+from hydra.errors import HydraException
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException, ValidationError
 
-from .adapt import AdaptSettings
-from .loss import LossWeights
-from .pdes import FAMILIES, PDEFamily, get_pde
+from .meta import METHODS, method_class
+from .pdes import FAMILIES, get_pde
+from .runconfig import ConfigError, RunConfig
+from .settings import Config, PDESettings
 from .tasks import TaskSettings
 
 GROUPS = ("pde", "model", "adapt", "method", "experiment")
 
+# The settings that decide each command's results (dotted keys of the configuration), and
+# those inside them that do not: the digest of a command covers exactly these.
+DIGEST_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "generate-tasks": (("pde.name", "pde.grid", "pde.n_obs", "pde.noise", "tasks"), ()),
+    "tune-lr": (("pde", "model", "adapt", "tasks", "seed", "dtype", "device",
+                 "experiment.lr_grid"), ("pde.threshold",)),
+    "meta-train": (("pde", "model", "adapt", "method", "tasks", "seed", "dtype", "device"),
+                   ("pde.threshold",)),
+    "adapt-tasks": (("pde", "model", "adapt", "method", "tasks", "seed", "dtype", "device",
+                     "experiment.splits"), ()),
+    "taylor-check": (("pde", "model", "tasks", "seed", "dtype", "device"), ("pde.threshold",)),
+}
 
-class ConfigError(ValueError):
-    """A configuration value or override is invalid; the message names it."""
 
-
-def config_dir() -> Path:
-    """The Hydra config folder: ``$METAPINN_CONFIG_DIR``, the packaged copy, or the repo's."""
-    env = os.environ.get("METAPINN_CONFIG_DIR")
-    if env:
-        if not (Path(env) / "config.yaml").is_file():
-            raise ConfigError(f"--config-dir / METAPINN_CONFIG_DIR {env!r} has no config.yaml")
-        return Path(env).resolve()  # Hydra needs an absolute path
+def config_dir(path: str | os.PathLike | None = None) -> Path:
+    """The Hydra config folder: ``path``, ``$METAPINN_CONFIG_DIR``, the packaged copy, or
+    the repository's ``config/``."""
+    given = path or os.environ.get("METAPINN_CONFIG_DIR")
+    if given:
+        if not (Path(given) / "config.yaml").is_file():
+            raise ConfigError(f"--config-dir / METAPINN_CONFIG_DIR {str(given)!r} has no "
+                              f"config.yaml")
+        return Path(given).resolve()  # Hydra needs an absolute path
     here = Path(__file__).resolve().parent
     candidates = [here / "_config", here.parents[1] / "config"]
     for c in candidates:
@@ -43,115 +72,150 @@ def config_dir() -> Path:
     raise ConfigError(f"no config folder with config.yaml among {[str(c) for c in candidates]}")
 
 
-def group_choices(group: str) -> list[str]:
-    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+def group_choices(group: str, directory: Path) -> list[str]:
+    return sorted(p.stem for p in (directory / group).glob("*.yaml"))
 
 
-def compose(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
-    """The composed configuration for ``overrides`` (Hydra syntax, e.g. ``pde=cdr``)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.errors import (
-        ConfigCompositionException,
-        MissingConfigException,
-        OverrideParseException,
-    )
+def _writable(node) -> None:
+    """Clear the read-only flag that frozen dataclasses put on every node, and let free
+    ``dict[str, X]`` nodes (``coefficients``, ``pde.grid``, ...) take new keys; values stay
+    type-checked."""
+    node._set_flag("readonly", None)
+    if isinstance(node, DictConfig):
+        for key in node.keys():
+            child = node._get_node(key)
+            if isinstance(child, DictConfig | ListConfig):
+                _writable(child)
+                if isinstance(child, DictConfig) and not OmegaConf.is_missing(node, key) \
+                        and OmegaConf.get_type(child) is dict:
+                    child._set_flag("struct", False)
+            else:
+                child._set_flag("readonly", None)
 
-    for ov in overrides:
-        key = ov.split("=", 1)[0].lstrip("+~")
-        if "=" not in ov:
-            raise ConfigError(f"override {ov!r} is not of the form key=value")
-        if key in GROUPS:
-            value = ov.split("=", 1)[1]
-            choices = group_choices(key)
-            if value not in choices and value != "null":
-                raise ConfigError(f"unknown {key} {value!r}; valid choices: {', '.join(choices)}")
+
+def _schema(obj) -> DictConfig:
+    node = OmegaConf.structured(obj)
+    _writable(node)
+    return node
+
+
+def register_schemas() -> None:
+    """Store the schemas in Hydra's ConfigStore: ``base_config`` (the whole tree, typed by
+    :class:`metapinn.settings.Config`) and ``method/base_<name>`` for every method."""
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=_schema(Config))
+    for name in METHODS:
+        cs.store(group="method", name=f"base_{name}",
+                 node=_schema(method_class(name).settings(name=name)))
+
+
+def compose(overrides: list[str] | tuple[str, ...] = (),
+            directory: str | os.PathLike | None = None) -> DictConfig:
+    """The composed configuration for ``overrides`` (Hydra syntax, e.g. ``pde=cdr``).
+
+    Args:
+        overrides: ``key=value`` strings; a group's name selects a file of that group.
+        directory: the config folder (default: :func:`config_dir`).
+
+    Raises:
+        ConfigError: an unknown key, a value of the wrong type, an unknown group choice;
+            the message names the key and the valid choices.
+    """
+    directory = config_dir(directory)
+    overrides = list(overrides)
+    parsed = _parse(overrides, directory)
+    register_schemas()
     try:
-        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-            cfg = hydra_compose(config_name="config", overrides=list(overrides))
-    except (ConfigCompositionException, MissingConfigException) as e:
-        msg = str(e)
-        cause = str(e.__cause__) if e.__cause__ else ""
-        if "not in struct" in cause or "Could not override" in msg:
-            bad = msg.split("'")[1] if "'" in msg else msg
-            raise ConfigError(_unknown_key_message(bad)) from None
-        raise ConfigError(f"invalid configuration: {msg} {cause}".strip()) from None
-    except OverrideParseException as e:
-        raise ConfigError(f"cannot parse override: {e}") from None
-    cfg = _apply_experiment_overrides(cfg, overrides, "pde", "pde_overrides")
-    return _apply_experiment_overrides(cfg, overrides, "method", "method_overrides")
-
-
-def _apply_experiment_overrides(cfg: DictConfig, overrides, group: str, key: str) -> DictConfig:
-    """Merge ``experiment.<key>[<name>]`` into ``cfg.<group>``: an experiment's per-family
-    settings (``pde_overrides``, e.g. thresholds) and per-method budgets
-    (``method_overrides``). ``<group>.*`` overrides on the command line still win."""
-    node = cfg[group]
-    extra = (cfg.experiment.get(key) or {}).get(node.name)
-    if not extra:
-        return cfg
-    _check_known(extra, node, f"experiment.{key}.{node.name}")
-    cli = [o for o in overrides if o.split("=", 1)[0].startswith(f"{group}.")]
-    OmegaConf.set_struct(cfg, False)
-    cfg[group] = OmegaConf.merge(node, extra)
-    if cli:
-        cfg[group] = OmegaConf.merge(cfg[group], OmegaConf.from_dotlist(cli)[group])
-    OmegaConf.set_struct(cfg, True)
+        with initialize_config_dir(config_dir=str(directory), version_base="1.3"):
+            cfg = hydra_compose(config_name="config", overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as e:
+        raise ConfigError(_explain(e, parsed, directory)) from None
+    for group, key in (("pde", "pde_overrides"), ("method", "method_overrides")):
+        _merge_experiment(cfg, group, key, parsed)
     return cfg
 
 
-def _check_known(extra, node, where: str) -> None:
-    """Every key of ``extra`` (recursively) must exist in ``node``: a typo in an experiment's
-    overrides would otherwise be merged as a new, unused setting."""
-    unknown = sorted(set(map(str, extra)) - set(map(str, node)))
-    if unknown:
-        raise ConfigError(f"{where}: unknown setting(s) {unknown}; valid keys: "
-                          f"{', '.join(sorted(map(str, node)))}")
-    for k, v in extra.items():
-        if isinstance(node[k], DictConfig) and isinstance(v, dict | DictConfig):
-            _check_known(v, node[k], f"{where}.{k}")
+def _parse(overrides: list[str], directory: Path):
+    """Hydra's parse of ``overrides``, after the checks Hydra's own messages do badly."""
+    for ov in overrides:
+        if "=" not in ov:
+            raise ConfigError(f"override {ov!r} is not of the form key=value")
+        key = ov.split("=", 1)[0]
+        if key.startswith(("+", "~")):
+            raise ConfigError(f"override {ov!r}: adding or deleting keys is not allowed; "
+                              f"every setting is declared in the schema (`metapinn config` "
+                              f"prints them all): set one with KEY=VALUE")
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException as e:
+        raise ConfigError(f"cannot parse override: {e}") from None
+    for ov in parsed:
+        if ov.key_or_group in GROUPS and ov.type == OverrideType.CHANGE:
+            choices = group_choices(ov.key_or_group, directory)
+            if ov.value() not in choices:
+                raise ConfigError(f"unknown {ov.key_or_group} {ov.value()!r}; valid choices: "
+                                  f"{', '.join(choices)}")
+    return parsed
 
 
-def _unknown_key_message(key: str) -> str:
-    base = compose_base()
-    parent, _, leaf = key.rpartition(".")
+def _explain(e: Exception, parsed, directory: Path) -> str:
+    """One line naming the key and the problem, from a Hydra or OmegaConf error."""
+    cause = e.__cause__ if isinstance(e.__cause__, OmegaConfBaseException) else e
+    key = getattr(cause, "full_key", None) or ""
+    text = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
+    if isinstance(cause, ValidationError) and key:
+        return f"invalid value for {key}: {text}"
+    if key and ("not in struct" in str(cause) or "not in '" in str(cause)):
+        return _unknown_key_message(key, parsed, directory)
+    return f"invalid configuration: {str(e).splitlines()[0]} {text if cause is not e else ''}"\
+        .strip()
+
+
+def _unknown_key_message(key: str, parsed, directory: Path) -> str:
+    """``unknown setting 'a.b'; valid keys under 'a': ...`` for the configuration that the
+    given group choices compose."""
+    choices = [f"{o.key_or_group}={o.value()}" for o in parsed
+               if o.key_or_group in GROUPS and o.type == OverrideType.CHANGE]
+    register_schemas()
+    with initialize_config_dir(config_dir=str(directory), version_base="1.3"):
+        base = hydra_compose(config_name="config", overrides=choices)
+    parent, _, _ = key.rpartition(".")
     node = OmegaConf.select(base, parent) if parent else base
-    valid = sorted(node.keys()) if isinstance(node, DictConfig) else []
+    valid = sorted(map(str, node.keys())) if isinstance(node, DictConfig) else []
     where = f" under {parent!r}" if parent else ""
-    return f"unknown setting {key!r}; valid keys{where}: {', '.join(map(str, valid))}"
+    return f"unknown setting {key!r}; valid keys{where}: {', '.join(valid)}"
 
 
-def compose_base() -> DictConfig:
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        return hydra_compose(config_name="config")
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """Everything one run needs, validated. Built by :func:`run_config`."""
-
-    pde: PDEFamily
-    tasks: TaskSettings
-    adapt: AdaptSettings
-    weights: LossWeights
-    hidden: tuple[int, ...]
-    n_collocation: int
-    n_boundary: int
-    threshold_u: float
-    threshold_coef: float
-    loss_scale: float
-    seed: int
-    dtype: torch.dtype
-    device: torch.device
-    threads: int
-    yaml: str  # the resolved configuration, for NetCDF attributes
-
-    @property
-    def widths(self) -> tuple[int, ...]:
-        return (2, *self.hidden, 1)
+def _merge_experiment(cfg: DictConfig, group: str, key: str, parsed) -> None:
+    """Merge ``experiment.<key>[<name>]`` into ``cfg.<group>`` (an experiment's settings for
+    one family or one method), then re-apply the command line's ``<group>.*`` overrides,
+    which win."""
+    table = cfg.experiment[key]
+    known = FAMILIES if group == "pde" else METHODS
+    unknown = sorted(set(map(str, table)) - set(known))
+    if unknown:
+        raise ConfigError(f"experiment.{key}: unknown {group}(s) {unknown}; valid choices: "
+                          f"{', '.join(known)}")
+    extra = table.get(cfg[group].name)
+    if not extra:
+        return
+    where = f"experiment.{key}.{cfg[group].name}"
+    try:
+        cfg[group] = OmegaConf.merge(cfg[group], extra)
+    except OmegaConfBaseException as e:
+        k = getattr(e, "full_key", "") or ""
+        leaf = k.split(".", 1)[1] if k.startswith(f"{group}.") else k
+        text = str(e).splitlines()[0]
+        if "not in struct" in str(e) or "not in '" in str(e):
+            parent, _, name = leaf.rpartition(".")
+            node = OmegaConf.select(cfg[group], parent) if parent else cfg[group]
+            valid = sorted(map(str, node.keys())) if isinstance(node, DictConfig) else []
+            raise ConfigError(f"{where}{'.' + parent if parent else ''}: unknown setting "
+                              f"{name!r}; valid keys: {', '.join(valid)}") from None
+        raise ConfigError(f"{where}: invalid value for {leaf}: {text}") from None
+    for ov in parsed:
+        if ov.key_or_group.startswith(f"{group}.") and ov.type == OverrideType.CHANGE:
+            OmegaConf.update(cfg, ov.key_or_group, ov.value(), merge=True)
 
 
 def _dtype(name: str) -> torch.dtype:
@@ -171,66 +235,91 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _adapt_items(cfg: DictConfig) -> dict:
-    """``adapt`` settings; a family's ``pde.coef_lr_factor`` (if set) replaces the global one
-    (it belongs to the family's coefficient parametrisation, not to a method)."""
-    items = dict(OmegaConf.to_container(cfg.adapt))
-    family = cfg.pde.get("coef_lr_factor")
-    if family is not None:
-        items["coef_lr_factor"] = float(family)
-    return items
+def settings(cfg: DictConfig) -> Config:
+    """The composed configuration as typed records (every ``__post_init__`` check run)."""
+    try:
+        return OmegaConf.to_object(cfg)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(str(e).splitlines()[0]) from None
+    except OmegaConfBaseException as e:
+        raise ConfigError(_explain(e, [], config_dir())) from None
 
 
-def run_config(cfg: DictConfig) -> RunConfig:
-    """Validate the composed config and freeze it into a :class:`RunConfig`."""
-    p = cfg.pde
+def _check_experiment(cfg: Config) -> None:
+    exp = cfg.experiment
+    for what, names, known in (("pdes", exp.pdes, FAMILIES), ("methods", exp.methods, METHODS)):
+        unknown = [n for n in names if n not in known]
+        if unknown or not names:
+            raise ConfigError(f"experiment.{what} {list(names)}: unknown {unknown}; valid "
+                              f"choices: {', '.join(known)}")
+
+
+def family(p: PDESettings):
+    """The PDE family object of the ``pde`` settings (its grid checked)."""
     if p.name not in FAMILIES:
         raise ConfigError(f"unknown pde {p.name!r}; valid choices: {', '.join(FAMILIES)}")
-    grid = {k: int(v) for k, v in p.get("grid", {}).items()}
     try:
-        hidden = tuple(int(h) for h in cfg.model.hidden)
-        if not hidden or min(hidden) < 1:
-            raise ConfigError(f"model.hidden must be a non-empty list of positive widths, "
-                              f"got {list(cfg.model.hidden)}")
-        rc = RunConfig(
-            pde=get_pde(p.name, **grid),
-            tasks=TaskSettings(n_train=int(cfg.tasks.n_train), n_val=int(cfg.tasks.n_val),
-                               n_test=int(cfg.tasks.n_test), n_ood=int(cfg.tasks.n_ood),
-                               n_obs=int(p.n_obs), noise=float(p.noise),
-                               seed=int(cfg.tasks.seed)),
-            adapt=AdaptSettings(**_adapt_items(cfg)),
-            weights=LossWeights(**OmegaConf.to_container(p.weights)),
-            hidden=hidden,
-            n_collocation=int(p.n_collocation), n_boundary=int(p.n_boundary),
-            threshold_u=float(p.threshold.u_rel_l2),
-            threshold_coef=float(p.threshold.coef_rel_err),
-            loss_scale=float(p.get("loss_scale", 1.0)),
-            seed=int(cfg.seed), dtype=_dtype(cfg.dtype), device=_device(cfg.device),
-            threads=int(cfg.threads),
-            yaml=OmegaConf.to_yaml(cfg, resolve=True),
-        )
-    except ConfigError:
-        raise
-    except (ValueError, TypeError) as e:
-        raise ConfigError(str(e)) from None
-    if rc.n_collocation < 1 or rc.n_boundary < 4:
-        raise ConfigError(f"pde.n_collocation must be ≥ 1 and pde.n_boundary ≥ 4, "
-                          f"got {rc.n_collocation}, {rc.n_boundary}")
-    if rc.loss_scale <= 0:
-        raise ConfigError(f"pde.loss_scale must be > 0, got {rc.loss_scale}")
-    if rc.seed < 0:
-        raise ConfigError(f"seed must be ≥ 0, got {rc.seed}")
-    return rc
+        return get_pde(p.name, **p.grid)
+    except TypeError as e:
+        raise ConfigError(f"pde.grid {dict(p.grid)} does not fit {p.name}: {e}") from None
 
 
-def meta_settings(cfg: DictConfig):
-    """The ``method`` group as a validated :class:`metapinn.meta.MetaSettings`."""
-    from .meta import METHODS, MetaSettings
-
-    if cfg.method.name not in METHODS:
-        raise ConfigError(f"unknown method {cfg.method.name!r}; valid choices: "
-                          f"{', '.join(METHODS)}")
+def run_config(cfg: DictConfig, command: str | None = None) -> RunConfig:
+    """Validate the composed config and freeze it into a :class:`RunConfig` (with the
+    :func:`digest` of ``command``'s settings, if given)."""
+    s = settings(cfg)
+    _check_experiment(s)
+    p, t = s.pde, s.tasks
+    pde = family(p)
+    n_nodes = len(pde.grid_points())
+    if p.n_obs > n_nodes:
+        raise ConfigError(f"pde.n_obs={p.n_obs} exceeds the {n_nodes} nodes of the {p.name} "
+                          f"reference grid")
+    adapt = s.adapt
+    if p.coef_lr_factor is not None:  # the family's coefficient parametrisation decides
+        adapt = replace(adapt, coef_lr_factor=p.coef_lr_factor)
     try:
-        return MetaSettings(**OmegaConf.to_container(cfg.method, resolve=True))
-    except (TypeError, ValueError) as e:
+        tasks = TaskSettings(n_train=t.n_train, n_val=t.n_val, n_test=t.n_test,
+                             n_ood=t.n_ood, n_obs=p.n_obs, noise=p.noise, seed=t.seed)
+    except ValueError as e:
         raise ConfigError(str(e)) from None
+    for key in ("seed", "task", "threads"):
+        if getattr(s, key) < 0:
+            raise ConfigError(f"{key} must be ≥ 0, got {getattr(s, key)}")
+    return RunConfig(
+        pde=pde, tasks=tasks, adapt=adapt, weights=p.weights, hidden=tuple(s.model.hidden),
+        n_collocation=p.n_collocation, n_boundary=p.n_boundary,
+        threshold_u=p.threshold.u_rel_l2, threshold_coef=p.threshold.coef_rel_err,
+        loss_scale=p.loss_scale, seed=s.seed, dtype=_dtype(s.dtype), device=_device(s.device),
+        threads=s.threads, yaml=OmegaConf.to_yaml(cfg, resolve=True),
+        digest=digest(cfg, command) if command else "",
+    )
+
+
+def method_config(cfg: DictConfig):
+    """The ``method`` group as its method's validated settings record."""
+    return settings(cfg).method
+
+
+def digest_settings(cfg: DictConfig, command: str) -> dict:
+    """The settings that decide ``command``'s results (see ``DIGEST_KEYS``), as plain data."""
+    if command not in DIGEST_KEYS:
+        raise ValueError(f"no digest for command {command!r}; valid: {', '.join(DIGEST_KEYS)}")
+    keys, drop = DIGEST_KEYS[command]
+    out = {}
+    for key in keys:
+        value = OmegaConf.select(cfg, key, throw_on_missing=True)
+        out[key] = OmegaConf.to_container(value, resolve=True) \
+            if isinstance(value, DictConfig | ListConfig) else value
+    for key in drop:
+        head, _, leaf = key.partition(".")
+        if head in out and isinstance(out[head], dict):
+            out[head].pop(leaf, None)
+    return out
+
+
+def digest(cfg: DictConfig, command: str) -> str:
+    """A short fingerprint of the settings that decide ``command``'s results: equal digests
+    mean equal results (on the same machine), whatever else the configuration says."""
+    blob = json.dumps(digest_settings(cfg, command), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]

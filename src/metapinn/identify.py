@@ -8,18 +8,46 @@ and ``u_obs``, all of dim ``obs``; the global attribute ``pde`` names the family
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 import torch
 import xarray as xr
 
-from .config import RunConfig
 from .evaluate import initialiser, solve_task
 from .loss import solution
 from .ncio import read_netcdf, write_netcdf
-from .pdes import PDEFamily
+from .pdes.base import PDEFamily
+from .runconfig import RunConfig
 from .tasks import Task
+
+log = logging.getLogger("metapinn")
+
+
+def identifiability_warnings(pde: PDEFamily, points: np.ndarray,
+                             values: np.ndarray) -> list[str]:
+    """Why the observations may not determine the coefficients (empty if no reason seen):
+    no variation in u, or fewer distinct observation points than unknowns."""
+    notes = []
+    if np.ptp(values) == 0:
+        notes.append(f"every observed u equals {values[0]:g}: the data carry no information "
+                     f"about the coefficients, which are then set by the PDE loss and the "
+                     f"initial guess alone")
+    distinct = len(np.unique(points, axis=0))
+    if distinct < len(pde.coefficients):
+        notes.append(f"only {distinct} distinct observation point(s) for "
+                     f"{len(pde.coefficients)} unknown coefficient(s): they cannot all be "
+                     f"determined")
+    return notes
+
+
+def prior_warnings(pde: PDEFamily, theta: np.ndarray) -> list[str]:
+    """One note per identified coefficient outside the family's prior (training range)."""
+    return [f"{c.name} = {v:.6g} lies outside the family's prior [{c.low:g}, {c.high:g}]: "
+            f"an extrapolation; check the data and compare runs from other seeds"
+            for c, v in zip(pde.coefficients, theta, strict=True)
+            if not c.low <= v <= c.high]
 
 
 def export_observations(pde: PDEFamily, task: Task, path: str | Path, config: str = "") -> Path:
@@ -69,11 +97,14 @@ def identify(rc: RunConfig, observations: str | Path, init: str | Path | None = 
     reconstructed u (and field a) on the family's reference grid."""
     pde = rc.pde
     points, values = read_observations(observations, pde)
+    notes = identifiability_warnings(pde, points, values)
     n_coef = len(pde.coefficients)
     task = Task(pde.name, 0, "user", np.full(n_coef, np.nan), np.zeros(0), points, values)
-    result = solve_task(rc, task, initialiser(rc, "scratch" if init is None else "init",
-                                              rc.seed, init), label=label)
+    result = solve_task(rc, task, initialiser(rc, init), label=label)
     theta = pde.from_param(result.params["coef"].detach().double().cpu().numpy())
+    notes += prior_warnings(pde, theta)
+    for note in notes:
+        log.warning("identify: %s", note)
     grid = pde.grid()
     d0, d1 = pde.grid_dims
     with torch.no_grad():
@@ -90,7 +121,8 @@ def identify(rc: RunConfig, observations: str | Path, init: str | Path | None = 
                 d0: (d0, grid[d0], {"long_name": d0, "units": "1"}),
                 d1: (d1, grid[d1], {"long_name": d1, "units": "1"})},
         attrs={"pde": pde.name, "observations": str(observations),
-               "init": str(init) if init else "scratch", "steps": rc.adapt.total_steps},
+               "init": str(init) if init else "scratch", "steps": rc.adapt.total_steps,
+               "warnings": " | ".join(notes)},
     )
     if pde.field:
         ds["a"] = ((d0, d1), pde.field_ref(theta), {"long_name": "identified field a",

@@ -10,28 +10,13 @@ dict of tensors (:func:`metapinn.tasks.task_tensors`), so the loss works under
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from .nets import Params, mlp, mlp_derivatives, parse_derivative
-from .pdes import PDEFamily
+from .pdes.base import PDEFamily
+from .settings import LossWeights
 
 TaskData = dict[str, torch.Tensor]
-
-
-@dataclass(frozen=True)
-class LossWeights:
-    """λ_r, λ_b, λ_d of the task loss."""
-
-    residual: float = 1.0
-    boundary: float = 1.0
-    data: float = 1.0
-
-    def __post_init__(self):
-        for name in ("residual", "boundary", "data"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"loss weight {name} must be ≥ 0, got {getattr(self, name)}")
 
 
 def solution(params: Params, points: torch.Tensor, pde: PDEFamily) -> torch.Tensor:

@@ -9,6 +9,7 @@ trained for) and ``history.nc`` (meta-loss and validation curves).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -17,10 +18,12 @@ import numpy as np
 import torch
 import xarray as xr
 
-from .config import RunConfig
-from .meta import Context, MetaSettings, get_method, meta_task
+from .meta import get_method
+from .meta.base import Context, meta_task
 from .ncio import atomic_write, write_netcdf
 from .nets import Params
+from .runconfig import ConfigError, RunConfig
+from .settings import MethodSettings
 from .tasks import load_tasks, rng_for, split_indices, task_from_dataset
 
 log = logging.getLogger("metapinn")
@@ -34,7 +37,7 @@ def atomic_save(obj, path: Path) -> None:
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
-def build_context(rc: RunConfig, ms: MetaSettings, tasks_file: str | Path) -> Context:
+def build_context(rc: RunConfig, ms: MethodSettings, tasks_file: str | Path) -> Context:
     """The training and validation tasks of ``tasks_file`` as support/query pairs."""
     ds = load_tasks(tasks_file, rc.pde.name)
     train, val = split_indices(ds, ("train",)), split_indices(ds, ("val",))
@@ -61,7 +64,7 @@ def validation_loss(method, meta: Params, ctx: Context) -> float:
     return float(np.mean(losses))
 
 
-def meta_train(rc: RunConfig, ms: MetaSettings, tasks_file: str | Path, out_dir: str | Path,
+def meta_train(rc: RunConfig, ms: MethodSettings, tasks_file: str | Path, out_dir: str | Path,
                resume: bool = False, stop_after: int | None = None) -> Path:
     """Meta-train ``ms.name`` on the training tasks; write ``init.pt`` and ``history.nc``.
 
@@ -70,7 +73,11 @@ def meta_train(rc: RunConfig, ms: MetaSettings, tasks_file: str | Path, out_dir:
         ms: meta-training settings.
         tasks_file: the family's tasks NetCDF.
         out_dir: folder for ``init.pt``, ``history.nc`` and ``checkpoint.pt``.
-        resume: continue from ``checkpoint.pt`` if it exists.
+        resume: continue from ``checkpoint.pt`` if it was written for the same settings
+            (:func:`checkpoint_key`: the method's settings, the run's, the configuration
+            digest); a checkpoint of other settings is ignored, and the log names the
+            settings that differ. The checkpoint is removed once ``init.pt`` and
+            ``history.nc`` are written.
         stop_after: stop after this many outer steps in total (a checkpoint is written);
             for tests of resumption.
 
@@ -78,6 +85,9 @@ def meta_train(rc: RunConfig, ms: MetaSettings, tasks_file: str | Path, out_dir:
         The path of ``init.pt``.
     """
     method = get_method(ms.name)
+    if method.trainable and ms.outer_steps < 1:
+        raise ConfigError(f"method.outer_steps={ms.outer_steps}: {ms.name} would write an "
+                          f"untrained init.pt; set method.outer_steps ≥ 1")
     out_dir = Path(out_dir)
     ckpt_path = out_dir / "checkpoint.pt"
     ctx = build_context(rc, ms, tasks_file)
@@ -91,17 +101,14 @@ def meta_train(rc: RunConfig, ms: MetaSettings, tasks_file: str | Path, out_dir:
                 for k, v in method.init_meta(ctx).items()}
         opt = torch.optim.Adam(list(meta.values()), lr=ms.outer_lr)
         start, train_time = 0, 0.0
-        if resume and ckpt_path.exists():
-            ck = torch.load(ckpt_path, map_location=rc.device, weights_only=False)
-            if ck["method"] != ms.name or ck["pde"] != rc.pde.name:
-                raise ValueError(f"{ckpt_path} belongs to {ck['pde']}/{ck['method']}, "
-                                 f"not {rc.pde.name}/{ms.name}")
+        key = checkpoint_key(rc, ms)
+        ck = _usable_checkpoint(ckpt_path, key) if resume else None
+        if ck is not None:
             with torch.no_grad():
                 for k, v in ck["meta"].items():
-                    meta[k].copy_(v)
+                    meta[k].copy_(v.to(meta[k].device))
             opt.load_state_dict(ck["optimizer"])
             start, records, train_time = ck["step"], ck["records"], ck["train_time"]
-            log.info("resuming %s/%s from outer step %d", rc.pde.name, ms.name, start)
         end = ms.outer_steps if stop_after is None else min(stop_after, ms.outer_steps)
         for step in range(start, end):
             t0 = time.perf_counter()
@@ -130,24 +137,75 @@ def meta_train(rc: RunConfig, ms: MetaSettings, tasks_file: str | Path, out_dir:
             records.append(rec)
             if (step + 1) % ms.checkpoint_every == 0 or step + 1 == end:
                 atomic_save({"method": ms.name, "pde": rc.pde.name, "step": step + 1,
+                             "key": key,
                              "meta": {k: v.detach() for k, v in meta.items()},
                              "optimizer": opt.state_dict(), "records": records,
                              "train_time": train_time}, ckpt_path)
         if end < ms.outer_steps:
             return ckpt_path
+    bad = [k for k, v in meta.items() if not torch.isfinite(v).all()]
+    if bad:
+        raise FloatingPointError(f"{rc.pde.name}/{ms.name}: the meta-parameters {bad} are not "
+                                 f"finite; nothing written")
     init_path = out_dir / "init.pt"
     atomic_save({"format": FORMAT, "pde": rc.pde.name, "method": ms.name,
-                 "hidden": list(rc.hidden), "train_time": train_time,
+                 "hidden": list(rc.hidden), "train_time": train_time, "digest": rc.digest,
+                 "settings": dataclasses.asdict(ms),
                  "meta": {k: v.detach().cpu() for k, v in meta.items()}}, init_path)
-    hist = history_dataset(records, train_time)
-    hist.attrs.update({"pde": rc.pde.name, "method": ms.name, "seed": rc.seed})
+    hist = meta_history(records, train_time)
+    hist.attrs.update({"pde": rc.pde.name, "method": ms.name, "seed": rc.seed,
+                       "config_digest": rc.digest})
     write_netcdf(hist, out_dir / "history.nc",
                  title=f"meta-training of {ms.name} on {rc.pde.name}", config=rc.yaml,
                  history=f"metapinn meta-train method={ms.name}")
+    ckpt_path.unlink(missing_ok=True)  # init.pt and history.nc hold everything now
     return init_path
 
 
-def history_dataset(records: list[dict], train_time: float) -> xr.Dataset:
+def checkpoint_key(rc: RunConfig, ms: MethodSettings) -> dict:
+    """What a checkpoint must have been written for to be resumed: the method's settings,
+    the run's settings that shape meta-training, and the configuration digest."""
+    return {"method": dataclasses.asdict(ms), "pde": rc.pde.name, "hidden": list(rc.hidden),
+            "seed": rc.seed, "dtype": str(rc.dtype), "device": rc.device.type,
+            "n_collocation": rc.n_collocation, "n_boundary": rc.n_boundary,
+            "weights": dataclasses.asdict(rc.weights), "loss_scale": rc.loss_scale,
+            "adapt": dataclasses.asdict(rc.adapt), "tasks": dataclasses.asdict(rc.tasks),
+            "digest": rc.digest}
+
+
+def _usable_checkpoint(path: Path, key: dict) -> dict | None:
+    """The checkpoint at ``path`` if it was written for ``key``; otherwise ``None``, with a
+    log line naming the settings that differ (the run then starts afresh)."""
+    if not path.exists():
+        return None
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # a truncated file: start afresh rather than stop
+        log.warning("ignoring unreadable checkpoint %s (%s); starting afresh", path,
+                    type(e).__name__)
+        return None
+    old = ck.get("key", {}) if isinstance(ck, dict) else {}
+    if old == key:
+        log.info("resuming from outer step %d of %s", ck["step"], path)
+        return ck
+    log.warning("checkpoint %s was written for other settings (%s); starting afresh", path,
+                ", ".join(_differing(old, key)) or "unknown")
+    return None
+
+
+def _differing(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested dicts."""
+    out = []
+    for k in sorted(old.keys() | new.keys()):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differing(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k}: {a!r} → {b!r}")
+    return out
+
+
+def meta_history(records: list[dict], train_time: float) -> xr.Dataset:
     steps = np.array([r["step"] for r in records], dtype=int)
     ds = xr.Dataset(
         {

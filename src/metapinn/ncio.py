@@ -104,9 +104,50 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
 
 
 def read_netcdf(path: str | os.PathLike) -> xr.Dataset:
-    """Load a NetCDF file fully into memory (and close it)."""
+    """Load a NetCDF file fully into memory (and close it).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is not readable NetCDF (empty, truncated, another format); one
+            line naming the file.
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such NetCDF file: {path}")
-    with xr.open_dataset(path, engine="netcdf4") as ds:
-        return ds.load()
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a NetCDF file")
+    try:
+        with xr.open_dataset(path, engine="netcdf4") as ds:
+            return ds.load()
+    except (OSError, ValueError, RuntimeError, KeyError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"{path} is not a readable NetCDF file ({first})") from None
+
+
+def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
+    """Check, before any work, that a file can be written at ``path``: not a folder, and
+    its folder exists or can be made and is writable. Returns the path.
+
+    Raises:
+        ValueError: naming the path and the problem.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{what} {path} is a folder; give a file name")
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"{what} {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{what} {path}: folder {parent} is not writable")
+    return path
+
+
+def check_writable_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """Like :func:`check_writable` for a folder that will hold outputs."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{what} {path} is a file, not a folder")
+    check_writable(path / "probe", what)
+    return path

@@ -27,6 +27,8 @@ from collections.abc import Sequence
 
 import torch
 
+from .runconfig import RunConfig
+
 Params = dict[str, torch.Tensor]
 
 
@@ -50,6 +52,19 @@ def init_mlp(widths: Sequence[int], generator: torch.Generator,
         w = torch.randn(fan_out, fan_in, generator=generator, dtype=torch.float64) * std
         params[f"w{i}"] = w.to(dtype=dtype, device=device)
         params[f"b{i}"] = torch.zeros(fan_out, dtype=dtype, device=device)
+    return params
+
+
+TORCH_SEED_OFFSET = 7919  # separates the network-init stream from numpy's task streams
+
+
+def scratch_params(rc: RunConfig, seed: int) -> Params:
+    """The scratch initialisation: a Glorot network from ``seed`` and the prior-centre
+    coefficient guess (geometric mean of a log-uniform prior, midpoint of a uniform one)."""
+    gen = torch.Generator().manual_seed(TORCH_SEED_OFFSET + seed)
+    params = init_mlp(rc.widths, gen, rc.dtype, rc.device)
+    params["coef"] = torch.as_tensor(rc.pde.to_param(rc.pde.prior_centre()), dtype=rc.dtype,
+                                     device=rc.device)
     return params
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -16,6 +17,8 @@ import seaborn as sns  # noqa: E402
 import xarray as xr  # noqa: E402
 
 from .ncio import atomic_write, read_netcdf  # noqa: E402
+from .pdes import FAMILIES  # noqa: E402
+from .registry import titles  # noqa: E402
 
 # one colour per method, the same in every figure
 from .stats import (  # noqa: E402
@@ -26,7 +29,7 @@ from .stats import (  # noqa: E402
     threshold_steps,
 )
 
-PDE_TITLES = {"burgers": "Burgers", "cdr": "Convection–diffusion–reaction", "darcy": "Darcy"}
+PDE_TITLES = titles(FAMILIES)
 
 
 def method_colours() -> dict[str, tuple]:
@@ -50,12 +53,22 @@ Y_LABELS = {
 X_LABELS = {"step": "optimiser step", "wall_time": "adaptation wall time (s)"}
 THRESHOLDS = {"u_rel_l2": "threshold_u_rel_l2", "coef_rel_err_max": "threshold_coef_rel_err"}
 
-# the per-family figures of :func:`family_figures`: file stem → (x, y) or the distribution
+@dataclass(frozen=True)
+class FamilyFigure:
+    """One per-family figure: what the report calls it and its axes (``None``: the
+    distribution of steps to threshold)."""
+
+    title: str
+    axes: tuple[str, str] | None
+
+
+# the registry of per-family figures of :func:`family_figures` (file stem → figure); the
+# workflow's outputs and report entries derive from it
 FAMILY_FIGURES = {
-    "convergence": ("step", "u_rel_l2"),
-    "coef_error": ("step", "coef_rel_err_max"),
-    "wall_time": ("wall_time", "u_rel_l2"),
-    "steps_to_threshold": None,
+    "convergence": FamilyFigure("u_rel_l2 against step", ("step", "u_rel_l2")),
+    "coef_error": FamilyFigure("coefficient error against step", ("step", "coef_rel_err_max")),
+    "wall_time": FamilyFigure("u_rel_l2 against wall time", ("wall_time", "u_rel_l2")),
+    "steps_to_threshold": FamilyFigure("steps to threshold", None),
 }
 
 
@@ -178,12 +191,12 @@ def family_figures(convergence_nc: str | os.PathLike, pde: str,
     conv = read_netcdf(convergence_nc)
     out_dir = Path(out_dir)
     written = []
-    for stem, axes in FAMILY_FIGURES.items():
+    for stem, figure in FAMILY_FIGURES.items():
         pdf, png = out_dir / f"{stem}.pdf", out_dir / f"{stem}.png"
-        if axes is None:
+        if figure.axes is None:
             steps_distribution_figure(conv, pde, pdf, png)
         else:
-            curves_figure(conv, pde, pdf, png, x=axes[0], y=axes[1])
+            curves_figure(conv, pde, pdf, png, x=figure.axes[0], y=figure.axes[1])
         written += [pdf, png]
     return written
 

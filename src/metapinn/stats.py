@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .meta import METHODS
 from .ncio import read_netcdf
 
-METHOD_ORDER = ("scratch", "transfer", "pretrain", "maml", "fomaml", "reptile", "leap",
-                "hypernet")
+METHOD_ORDER = tuple(METHODS)  # the registry's order: figures and tables follow it
 
 VARIABLES = ("loss", "u_rel_l2", "wall_time")
 
@@ -33,8 +33,14 @@ def collect(files: Sequence[str | os.PathLike]) -> xr.Dataset:
     if not files:
         raise ValueError("collect needs at least one adaptation file")
     pieces, thresholds = [], {}
+    needed_attrs = ("pde", "method", "seed", "threshold_u_rel_l2", "threshold_coef_rel_err")
     for f in files:
         ds = read_netcdf(f)
+        missing = [v for v in (*VARIABLES, "coef_rel_err") if v not in ds]
+        missing += [f"attribute {a}" for a in needed_attrs if a not in ds.attrs]
+        if missing:
+            raise ValueError(f"{f} is not an adaptation file (metapinn adapt-tasks): it lacks "
+                             f"{', '.join(missing)}")
         one = ds[list(VARIABLES)].copy()
         one["coef_rel_err_max"] = ds["coef_rel_err"].max("coef_err")
         one = one.expand_dims(pde=[str(ds.attrs["pde"])], method=[str(ds.attrs["method"])],

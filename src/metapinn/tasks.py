@@ -13,9 +13,9 @@ import numpy as np
 import torch
 import xarray as xr
 
-from .pdes import PDEFamily
-
-SPLITS = ("train", "val", "test", "ood")
+from .ncio import read_netcdf
+from .pdes.base import PDEFamily
+from .settings import SPLITS
 
 # independent random streams per task
 STREAM_TASK = 0  # coefficients, observation locations, noise
@@ -53,9 +53,9 @@ class TaskSettings:
             if getattr(self, name) < 0:
                 raise ValueError(f"tasks.{name} must be ≥ 0, got {getattr(self, name)}")
         if self.n_obs < 1:
-            raise ValueError("tasks.n_obs must be ≥ 1 (an inverse problem needs observations)")
+            raise ValueError("pde.n_obs must be ≥ 1 (an inverse problem needs observations)")
         if self.noise < 0:
-            raise ValueError(f"tasks.noise must be ≥ 0, got {self.noise}")
+            raise ValueError(f"pde.noise must be ≥ 0, got {self.noise}")
 
     @property
     def n_tasks(self) -> int:
@@ -94,7 +94,8 @@ def make_task(pde: PDEFamily, index: int, settings: TaskSettings,
     u_ref = pde.reference(theta)
     pts = pde.grid_points()
     if settings.n_obs > len(pts):
-        raise ValueError(f"tasks.n_obs={settings.n_obs} exceeds the {len(pts)} grid nodes")
+        raise ValueError(f"pde.n_obs={settings.n_obs} exceeds the {len(pts)} nodes of the "
+                         f"{pde.name} reference grid")
     pick = np.sort(rng.choice(len(pts), settings.n_obs, replace=False))
     clean = u_ref.ravel()[pick]
     noisy = clean + settings.noise * np.std(u_ref) * rng.standard_normal(settings.n_obs)
@@ -144,8 +145,6 @@ def tasks_to_dataset(pde: PDEFamily, tasks: list[Task], settings: TaskSettings) 
 
 def load_tasks(path, pde: str) -> xr.Dataset:
     """A tasks NetCDF, checked to hold tasks of the family ``pde``."""
-    from .ncio import read_netcdf
-
     ds = read_netcdf(path)
     if str(ds.attrs.get("pde")) != pde:
         raise ValueError(f"{path} holds {ds.attrs.get('pde')!r} tasks, not {pde!r}")

@@ -15,14 +15,19 @@ steps on L_1..L_k.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 import xarray as xr
 from torch.func import grad, jvp
 
-from .adapt import AdaptSettings, adapt
-from .loss import TaskData
-from .nets import Params
+from .adapt import adapt
+from .loss import TaskData, loss_parts
+from .meta.base import meta_task
+from .nets import Params, scratch_params
+from .settings import AdaptSettings
+from .tasks import make_task
 
 TAYLOR_METHODS = ("maml", "fomaml", "reptile")
 
@@ -45,7 +50,7 @@ def exact_meta_gradients(phi: Params, losses: list, alpha: float) -> dict[str, t
         alpha: inner SGD learning rate.
     """
     k = len(losses)
-    sgd = AdaptSettings(steps=1, lr=alpha, optimizer="sgd")
+    sgd = AdaptSettings(steps=1, lr=alpha, lr_decay=1.0, optimizer="sgd", coef_lr_factor=1.0)
 
     def run(p, fns):
         for fn in fns:
@@ -124,12 +129,6 @@ def taylor_errors(phi: Params, loss_fn, support: TaskData, query: TaskData, k: i
 def taylor_check(rc, k: int = 3, alphas=None, task_index: int = 0) -> xr.Dataset:
     """:func:`taylor_errors` on task ``task_index`` of the family, in float64, from the
     scratch initialisation of ``rc.seed``."""
-    from dataclasses import replace
-
-    from .evaluate import scratch_params
-    from .meta.base import meta_task
-    from .tasks import make_task
-
     # float64 for the comparison; a few hundred points suffice to exercise every term
     rc = replace(rc, dtype=torch.float64, n_collocation=min(rc.n_collocation, 256),
                  n_boundary=min(rc.n_boundary, 64))
@@ -139,8 +138,6 @@ def taylor_check(rc, k: int = 3, alphas=None, task_index: int = 0) -> xr.Dataset
     mt = meta_task(rc, make_task(rc.pde, task_index, rc.tasks), rc.seed)
 
     def loss(p, d):
-        from .loss import loss_parts
-
         return loss_parts(p, d, rc.pde, rc.weights)["total"]
 
     ds = taylor_errors(scratch_params(rc, rc.seed), loss, mt.support, mt.query, k, alphas)

@@ -1,27 +1,51 @@
 # Validation and helpers shared by every rule.
+import functools
+import os
 from pathlib import Path
 
-import yaml
-from snakemake.utils import validate
+from snakemake.utils import min_version, validate
+
+from metapinn.config import ConfigError, compose, digest
+from metapinn.plots import FAMILY_FIGURES
+
+min_version("9.0")
 
 validate(config, "../schemas/config.schema.yaml")
 
 EXPERIMENT = config["experiment"]
-# every job reads the Hydra configuration of this checkout, not of wherever metapinn is installed
+# every job reads the Hydra configuration of this checkout (not of wherever metapinn is
+# installed), named relative to the working directory so that moving the checkout with its
+# results reruns nothing
 CONFIG_DIR = Path(workflow.basedir) / "config"
-_exp_dir = Path(workflow.basedir) / "config" / "experiment"
-_exp_file = _exp_dir / f"{EXPERIMENT}.yaml"
-if not _exp_file.is_file():
-    raise ValueError(
-        f"config key 'experiment': unknown experiment {EXPERIMENT!r}; valid choices: "
-        + ", ".join(sorted(p.stem for p in _exp_dir.glob("*.yaml")))
-    )
-EXP = yaml.safe_load(_exp_file.read_text())["experiment"]
-PDES, METHODS, SEEDS = EXP["pdes"], EXP["methods"], [int(s) for s in EXP["seeds"]]
-OUT = f"results/{EXPERIMENT}"
-LOGS = f"logs/{EXPERIMENT}"
+CONFIG_ARG = os.path.relpath(CONFIG_DIR)
 THREADS = int(config["threads"])
 DEVICE = config.get("device", "cpu")
+
+
+@functools.cache
+def _compose(pde, method):
+    try:
+        return compose([f"experiment={EXPERIMENT}", f"pde={pde}", f"method={method}"],
+                       CONFIG_DIR)
+    except ConfigError as e:
+        raise ValueError(f"config key 'experiment' ({EXPERIMENT}): {e}") from None
+
+
+def job_config(pde, method):
+    """The configuration a job of (pde, method) composes. The ``pde`` node does not depend on
+    the method nor ``method`` on the family, so families × methods need only families +
+    methods compositions (each takes ~0.3 s)."""
+    cfg = _compose(pde, "scratch").copy()
+    if method != "scratch":
+        cfg.method = _compose(PDES[0], method).method
+    return cfg
+
+
+# the experiment, read through the same composition as the jobs (schema-checked)
+EXP = _compose("burgers", "scratch").experiment
+PDES, METHODS, SEEDS = list(EXP.pdes), list(EXP.methods), [int(s) for s in EXP.seeds]
+OUT = f"results/{EXPERIMENT}"
+LOGS = f"logs/{EXPERIMENT}"
 META_METHODS = [m for m in METHODS if m != "scratch"]
 
 
@@ -31,12 +55,24 @@ wildcard_constraints:
     seed=r"\d+",
 
 
+def config_digest(command, device="cpu"):
+    """A params function: the digest of the settings that decide ``command``'s results
+    (``metapinn.config.DIGEST_KEYS``). As a tracked param it makes Snakemake rerun exactly
+    the jobs whose resolved settings changed, whichever file the change was made in."""
+
+    def of(wildcards):
+        cfg = job_config(wildcards.pde, getattr(wildcards, "method", "scratch"))
+        cfg.seed = int(getattr(wildcards, "seed", 0))
+        cfg.device = device
+        return digest(cfg, command)
+
+    return of
+
+
 def hydra_args(wildcards, device="cpu"):
-    """The Hydra overrides every job of this experiment shares."""
-    return (
-        f"--config-dir={CONFIG_DIR} experiment={EXPERIMENT} pde={wildcards.pde}"
-        f" threads={THREADS} device={device}"
-    )
+    """The Hydra overrides every job of this experiment shares (threads come from the
+    rule's ``threads``, which is no rerun trigger: it changes no result)."""
+    return f"--config-dir={CONFIG_ARG} experiment={EXPERIMENT} pde={wildcards.pde} device={device}"
 
 
 def hydra_args_gpu(wildcards):
@@ -57,26 +93,17 @@ def adapt_inputs(wildcards):
     return inputs
 
 
-# the per-family figures of metapinn.plots.FAMILY_FIGURES, each with its report caption
-FAMILY_FIGURES = {
-    "convergence": "u_rel_l2 against step",
-    "coef_error": "coefficient error against step",
-    "wall_time": "u_rel_l2 against wall time",
-    "steps_to_threshold": "steps to threshold",
-}
-
-
 def family_figure_outputs():
     """Named outputs of the family_figures step: ``<stem>_pdf`` and ``<stem>_png`` (in the report)."""
     out = {}
-    for stem, title in FAMILY_FIGURES.items():
+    for stem, figure in FAMILY_FIGURES.items():
         out[f"{stem}_pdf"] = f"{OUT}/figures/{{pde}}/{stem}.pdf"
         out[f"{stem}_png"] = report(
             f"{OUT}/figures/{{pde}}/{stem}.png",
             caption=f"../report/{stem}.rst",
             category="Figures",
             subcategory="{pde}",
-            labels={"family": "{pde}", "figure": title},
+            labels={"family": "{pde}", "figure": figure.title},
         )
     return out
 

@@ -10,8 +10,6 @@ rule collect:
         f"{OUT}/convergence.nc",
     log:
         f"{LOGS}/collect.log",
-    conda:
-        "../envs/metapinn.yaml"
     shell:
         "metapinn collect --out {output} {input} > {log} 2>&1"
 
@@ -25,8 +23,6 @@ rule family_figures:
         f"{LOGS}/figures/{{pde}}.log",
     params:
         out_dir=lambda wc, output: Path(output.convergence_pdf).parent,
-    conda:
-        "../envs/metapinn.yaml"
     shell:
         "metapinn plot-family --convergence {input} --pde {wildcards.pde}"
         " --out-dir {params.out_dir} > {log} 2>&1"
@@ -50,8 +46,6 @@ rule meta_training_figure:
         ),
     log:
         f"{LOGS}/figures/{{pde}}_meta_training.log",
-    conda:
-        "../envs/metapinn.yaml"
     shell:
         "metapinn plot-meta-training --pdf {output.pdf} --png {output.png} {input} > {log} 2>&1"
 
@@ -69,8 +63,6 @@ rule speedup_overview:
         ),
     log:
         f"{LOGS}/figures/speedup_overview.log",
-    conda:
-        "../envs/metapinn.yaml"
     shell:
         "metapinn plot-speedups --convergence {input} --pdf {output.pdf} --png {output.png}"
         " > {log} 2>&1"
@@ -88,13 +80,14 @@ rule taylor_check:
         ),
     log:
         f"{LOGS}/taylor_check/{{pde}}.log",
+    benchmark:
+        f"{LOGS}/benchmark/taylor_check/{{pde}}.tsv"
     params:
         hydra=hydra_args,
+        digest=config_digest("taylor-check"),
     threads: THREADS
-    conda:
-        "../envs/metapinn.yaml"
     shell:
-        "metapinn taylor-check {params.hydra} out={output.nc} > {log} 2>&1"
+        "metapinn taylor-check {params.hydra} threads={threads} out={output.nc} > {log} 2>&1"
 
 
 rule tables:
@@ -117,8 +110,6 @@ rule tables:
         tex=f"{OUT}/tables/speedup.tex",
     log:
         f"{LOGS}/tables.log",
-    conda:
-        "../envs/metapinn.yaml"
     shell:
         "metapinn tables --convergence {input.convergence} --csv {output.csv}"
         " --md {output.md} --tex {output.tex} {input.histories} > {log} 2>&1"

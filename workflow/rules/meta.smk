@@ -6,14 +6,18 @@ rule meta_train:
         history=f"{OUT}/meta/{{pde}}/{{method}}/seed{{seed}}/history.nc",
     log:
         f"{LOGS}/meta_train/{{pde}}/{{method}}/seed{{seed}}.log",
+    benchmark:
+        f"{LOGS}/benchmark/meta_train/{{pde}}/{{method}}/seed{{seed}}.tsv"
     params:
         hydra=hydra_args_gpu,
+        digest=config_digest("meta-train", DEVICE),
         out_dir=lambda wc, output: Path(output.init).parent,
     threads: THREADS
     resources:
         gpu=GPUS,
-    conda:
-        "../envs/metapinn.yaml"
     shell:
-        "metapinn meta-train {params.hydra} method={wildcards.method} seed={wildcards.seed}"
-        " tasks_file={input.tasks} out_dir={params.out_dir} resume=true > {log} 2>&1"
+        # resume=true continues an interrupted job's checkpoint only if it was written for
+        # the same settings (its digest); otherwise the job starts afresh and logs why
+        "metapinn meta-train {params.hydra} threads={threads} method={wildcards.method}"
+        " seed={wildcards.seed} tasks_file={input.tasks} out_dir={params.out_dir} resume=true"
+        " > {log} 2>&1"

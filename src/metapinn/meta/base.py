@@ -1,6 +1,8 @@
 """What every meta-learning method shares: settings, the meta-task data, the context.
 
-A method is a small object with four pure functions over parameter dicts:
+A method is a small class with ``name``, ``settings`` (its :class:`MethodSettings`
+subclass, the schema of its ``config/method/<name>.yaml``), ``trainable`` and four pure
+functions over parameter dicts:
 
 * ``init_meta(ctx)`` — the meta-parameters to train (for most methods the PINN
   initialisation φ itself, network and coefficient guess);
@@ -17,80 +19,22 @@ The inner loop is always :func:`metapinn.adapt.adapt`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch.func import vmap
 
-from ..adapt import AdaptSettings, adapt
-from ..config import RunConfig
+from ..adapt import adapt
 from ..loss import TaskData, loss_parts
-from ..nets import Params
+from ..nets import Params, scratch_params
+from ..runconfig import ConfigError, RunConfig
+from ..settings import AdaptSettings, MethodSettings
 from ..tasks import Task, rng_for, task_tensors
+from . import get_method, method_settings
 
 STREAM_QUERY = 2  # collocation points of the query loss (independent of the support's)
 STREAM_OBS_SPLIT = 3  # which observations go to support and which to query
-
-
-@dataclass(frozen=True)
-class MetaSettings:
-    """Settings of meta-training (config group ``method/``).
-
-    Args:
-        name: registry name of the method.
-        outer_steps: outer (meta) optimiser steps.
-        outer_lr: Adam learning rate of the outer loop.
-        meta_batch: tasks per outer step.
-        inner_steps: inner steps on the support loss (k − 1 in DESIGN §4.3).
-        inner_lr: inner learning rate α.
-        inner_optimizer: ``sgd`` or ``adam`` (MAML's exact gradient assumes ``sgd``).
-        first_order: MAML only — drop the Jacobian of the inner loop (FOMAML).
-        vmap: batch the meta-batch's tasks with ``torch.func.vmap`` (else a per-task loop).
-        val_every: validation interval (post-adaptation loss on ``val`` tasks).
-        checkpoint_every: checkpoint interval in outer steps.
-        leap_norm, leap_loss_term, leap_stabilise: LEAP's d1 (length) vs d2 (energy), the
-            loss coordinate of the path, and Δf ← −|Δf|.
-        hyper_latent, hyper_width: hypernetwork encoder latent size and hidden width.
-        transfer_steps: optimiser steps of the transfer baseline's training-task solve.
-    """
-
-    name: str = "maml"
-    outer_steps: int = 200
-    outer_lr: float = 1e-3
-    meta_batch: int = 4
-    inner_steps: int = 5
-    inner_lr: float = 1e-3
-    inner_optimizer: str = "sgd"
-    first_order: bool = False
-    vmap: bool = True
-    val_every: int = 50
-    checkpoint_every: int = 50
-    leap_norm: bool = True
-    leap_loss_term: bool = True
-    leap_stabilise: bool = True
-    hyper_latent: int = 32
-    hyper_width: int = 64
-    transfer_steps: int = 2000
-
-    def __post_init__(self):
-        for key in ("outer_steps", "inner_steps"):
-            if getattr(self, key) < 0:
-                raise ValueError(f"method.{key} must be ≥ 0, got {getattr(self, key)}")
-        for key in ("meta_batch", "val_every", "checkpoint_every", "hyper_latent",
-                    "hyper_width", "transfer_steps"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"method.{key} must be ≥ 1, got {getattr(self, key)}")
-        if self.outer_lr <= 0 or self.inner_lr <= 0:
-            raise ValueError(f"method.outer_lr and method.inner_lr must be > 0, "
-                             f"got {self.outer_lr}, {self.inner_lr}")
-        if self.inner_optimizer not in ("sgd", "adam"):
-            raise ValueError(f"unknown method.inner_optimizer {self.inner_optimizer!r}; "
-                             f"valid choices: sgd, adam")
-
-    @property
-    def inner(self) -> AdaptSettings:
-        return AdaptSettings(steps=self.inner_steps, lr=self.inner_lr,
-                             optimizer=self.inner_optimizer, log_every=max(self.inner_steps, 1))
 
 
 @dataclass
@@ -108,7 +52,7 @@ class Context:
     """What a method needs besides its parameters: the run, the settings, the tasks."""
 
     rc: RunConfig
-    ms: MetaSettings
+    ms: MethodSettings
     seed: int
     train: list[MetaTask] = field(default_factory=list)
     val: list[MetaTask] = field(default_factory=list)
@@ -185,11 +129,74 @@ class InitialisationMethod:
     task: starts from the scratch initialisation, and hands φ itself to each new task."""
 
     trainable = True
+    settings = MethodSettings
 
     def init_meta(self, ctx: Context) -> Params:
-        from ..evaluate import scratch_params
-
         return scratch_params(ctx.rc, ctx.seed)
 
     def initialisation(self, meta: Params, data: TaskData, ctx: Context) -> Params:
         return params_like(meta)
+
+
+def load_init(path: str | Path, rc: RunConfig, method: str | None = None):
+    """Load an ``init.pt`` written by meta-training, checking that it fits this run.
+
+    Args:
+        path: the file.
+        rc: the run it will initialise (family, network widths).
+        method: if given, the method the file must have been trained with.
+
+    Returns:
+        A function ``task_data -> params`` giving each task's initialisation (the
+        hypernetwork's depends on the task's observations; the others' do not).
+
+    Raises:
+        ConfigError: the file is missing, unreadable, or made for another run; the message
+            names the file and the problem.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"no initialisation file {path}")
+    try:
+        blob = torch.load(path, map_location=rc.device, weights_only=True)
+    except Exception as e:  # torch raises many types for a truncated or foreign file
+        raise ConfigError(f"{path} is not a readable init.pt ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0] if str(e) else 'no detail'})") from None
+    if not isinstance(blob, dict) or not {"pde", "method", "hidden", "meta"} <= set(blob):
+        raise ConfigError(f"{path} is not an init.pt written by metapinn meta-train")
+    if blob["pde"] != rc.pde.name:
+        raise ConfigError(f"{path} was trained for pde {blob['pde']!r}, not {rc.pde.name!r}")
+    if list(blob["hidden"]) != list(rc.hidden):
+        raise ConfigError(f"{path} has hidden layers {blob['hidden']}, but this run has "
+                          f"model.hidden={list(rc.hidden)}")
+    if method is not None and blob["method"] != method:
+        raise ConfigError(f"{path} was trained with method {blob['method']!r}, not "
+                          f"method={method}; pass method={blob['method']} or another init=")
+    trained = blob["method"]
+    meta = {k: v.to(dtype=rc.dtype, device=rc.device) for k, v in blob["meta"].items()}
+    bad = [k for k, v in meta.items() if not torch.isfinite(v).all()]
+    if bad:
+        raise ConfigError(f"{path}: non-finite values in {bad}; the meta-training that wrote "
+                          f"it diverged")
+    ctx = Context(rc, method_settings(trained), rc.seed)
+    impl = get_method(trained)
+    expected = {k: tuple(v.shape) for k, v in scratch_params(rc, 0).items()}
+
+    def init_fn(data: TaskData) -> Params:
+        try:
+            params = impl.initialisation(meta, data, ctx)
+        except (RuntimeError, KeyError) as e:
+            raise ConfigError(f"{path}: its tensors do not make a {trained} initialisation "
+                              f"of model.hidden={list(rc.hidden)} ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0]})") from None
+        found = {k: tuple(v.shape) for k, v in params.items()}
+        if found != expected:
+            diff = sorted(k for k in expected.keys() | found.keys()
+                          if expected.get(k) != found.get(k))
+            raise ConfigError(
+                f"{path}: its tensors do not match the model.hidden={list(rc.hidden)} it "
+                f"declares for {rc.pde.name}: " + ", ".join(
+                    f"{k} {found.get(k)} (expected {expected.get(k)})" for k in diff[:4]))
+        return params
+
+    return init_fn

@@ -7,17 +7,17 @@ from __future__ import annotations
 import torch
 
 from ..loss import TaskData
-from ..nets import Params
+from ..nets import Params, scratch_params
+from ..settings import MethodSettings
 from .base import Context, MetaTask
 
 
 class Pretrain:
     name = "pretrain"
     trainable = True
+    settings = MethodSettings
 
     def init_meta(self, ctx: Context) -> Params:
-        from ..evaluate import scratch_params
-
         meta = scratch_params(ctx.rc, ctx.seed)
         meta["coef_tasks"] = meta.pop("coef")[None].repeat(len(ctx.train), 1)
         return meta

@@ -3,11 +3,13 @@ and ``transfer`` (the fully trained PINN of the training task nearest the prior'
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+
 import numpy as np
 
-from ..adapt import AdaptSettings
 from ..loss import TaskData
-from ..nets import Params
+from ..nets import Params, scratch_params
+from ..settings import MethodSettings
 from .base import Context, params_like
 
 
@@ -23,13 +25,24 @@ def nearest_to_centre(ctx: Context) -> int:
     return int(np.argmin(d))
 
 
+@dataclass(frozen=True)
+class TransferSettings(MethodSettings):
+    """The transfer baseline's settings: optimiser steps of its training-task solve."""
+
+    transfer_steps: int = 2000
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.transfer_steps < 1:
+            raise ValueError(f"method.transfer_steps must be ≥ 1, got {self.transfer_steps}")
+
+
 class Scratch:
     name = "scratch"
     trainable = False
+    settings = MethodSettings
 
     def fit(self, ctx: Context) -> Params:
-        from ..evaluate import scratch_params
-
         return scratch_params(ctx.rc, ctx.seed)
 
     def initialisation(self, meta: Params, data: TaskData, ctx: Context) -> Params:
@@ -38,12 +51,10 @@ class Scratch:
 
 class Transfer(Scratch):
     name = "transfer"
+    settings = TransferSettings
 
     def fit(self, ctx: Context) -> Params:
-        from ..evaluate import scratch_params
-
         mt = ctx.train[nearest_to_centre(ctx)]
-        settings = AdaptSettings(**{**ctx.rc.adapt.__dict__, "steps": ctx.ms.transfer_steps,
-                                    "lbfgs_steps": 0})
+        settings = replace(ctx.rc.adapt, steps=ctx.ms.transfer_steps, lbfgs_steps=0)
         return ctx.inner_adapt(scratch_params(ctx.rc, ctx.seed), mt.full, functional=False,
                                settings=settings)

@@ -1,0 +1,292 @@
+"""Typed settings: one frozen dataclass per configuration node, the single source of every
+key's type and default.
+
+These records are both the Hydra schema (registered in a ``ConfigStore`` by
+:mod:`metapinn.config`, so that every override is checked by type and every unknown key is
+refused) and the settings the library functions take explicitly. The YAML files in
+``config/`` only override them. A method's own settings subclass :class:`MethodSettings`
+in its module (e.g. ``LeapSettings`` in :mod:`metapinn.meta.leap`).
+
+This module imports neither torch nor Hydra: reading a configuration stays cheap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import MISSING
+
+SPLITS = ("train", "val", "test", "ood")
+OPTIMIZERS = ("adam", "sgd")
+
+
+def _positive(where: str, **values) -> None:
+    for key, value in values.items():
+        if not value > 0:
+            raise ValueError(f"{where}.{key} must be > 0, got {value}")
+
+
+def _at_least(where: str, low: int, **values) -> None:
+    for key, value in values.items():
+        if value < low:
+            raise ValueError(f"{where}.{key} must be ≥ {low}, got {value}")
+
+
+@dataclass(frozen=True)
+class AdaptSettings:
+    """The inner optimiser and its schedule (config node ``adapt``; identical for every
+    method in evaluation).
+
+    Args:
+        steps: first-order optimiser steps.
+        lr: learning rate at step 0.
+        lr_decay: factor the learning rate has decayed by at the last step (exponential
+            schedule; 1 keeps it constant).
+        optimizer: ``adam`` or ``sgd``.
+        lbfgs_steps: L-BFGS iterations after the first-order steps (evaluation only).
+        log_every: evaluation interval in steps (the last step is always logged).
+        coef_lr_factor: learning rate of the unknown coefficients (``"coef"``) relative to
+            the network's.
+        compile: ``torch.compile`` the loss (forward and backward fused by Inductor) in the
+            non-differentiable path: about 2× faster per step on CPU
+            (``benchmarks/step_time.py``), for a compile time of several seconds per process.
+    """
+
+    steps: int = 5000
+    lr: float = 2e-3
+    lr_decay: float = 0.1
+    optimizer: str = "adam"
+    lbfgs_steps: int = 0
+    log_every: int = 100
+    coef_lr_factor: float = 10.0
+    compile: bool = False
+
+    def __post_init__(self):
+        _at_least("adapt", 0, steps=self.steps, lbfgs_steps=self.lbfgs_steps)
+        _at_least("adapt", 1, log_every=self.log_every)
+        _positive("adapt", lr=self.lr, coef_lr_factor=self.coef_lr_factor)
+        if not 0 < self.lr_decay <= 1:
+            raise ValueError(f"adapt.lr_decay must be in (0, 1], got {self.lr_decay}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown adapt.optimizer {self.optimizer!r}; valid choices: "
+                             f"{', '.join(OPTIMIZERS)}")
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps + self.lbfgs_steps
+
+    def lr_at(self, step: int) -> float:
+        return self.lr * self.lr_decay ** (step / max(self.steps, 1))
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """λ_r, λ_b, λ_d of the task loss (config node ``pde.weights``)."""
+
+    residual: float = 1.0
+    boundary: float = 1.0
+    data: float = 1.0
+
+    def __post_init__(self):
+        for name in ("residual", "boundary", "data"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"pde.weights.{name} must be ≥ 0, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Steps-to-threshold bounds (config node ``pde.threshold``)."""
+
+    u_rel_l2: float = 0.05
+    coef_rel_err: float = 0.05
+
+    def __post_init__(self):
+        _positive("pde.threshold", u_rel_l2=self.u_rel_l2, coef_rel_err=self.coef_rel_err)
+
+
+@dataclass(frozen=True)
+class PDESettings:
+    """A task family and its solver settings (config group ``pde/``).
+
+    Args:
+        name: the family's registry name.
+        grid: reference-grid settings, passed to the family's constructor.
+        n_obs: observations per task (reference-grid nodes).
+        noise: observation noise standard deviation relative to std(u_ref).
+        n_collocation, n_boundary: the solver's residual and boundary points.
+        weights: the loss weights.
+        threshold: steps-to-threshold bounds.
+        loss_scale: typical gradient scale of the loss; SGD inner steps use lr / loss_scale.
+        coef_lr_factor: replaces ``adapt.coef_lr_factor`` for this family (``None``: keep).
+    """
+
+    name: str = MISSING
+    grid: dict[str, int] = field(default_factory=dict)
+    n_obs: int = 200
+    noise: float = 0.01
+    n_collocation: int = 2000
+    n_boundary: int = 200
+    weights: LossWeights = field(default_factory=LossWeights)
+    threshold: Thresholds = field(default_factory=Thresholds)
+    loss_scale: float = 1.0
+    coef_lr_factor: float | None = None
+
+    def __post_init__(self):
+        _at_least("pde", 1, n_obs=self.n_obs, n_collocation=self.n_collocation)
+        _at_least("pde", 4, n_boundary=self.n_boundary)
+        _positive("pde", loss_scale=self.loss_scale)
+        if self.noise < 0:
+            raise ValueError(f"pde.noise must be ≥ 0, got {self.noise}")
+        if self.coef_lr_factor is not None:
+            _positive("pde", coef_lr_factor=self.coef_lr_factor)
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """The PINN network (config group ``model/``): a tanh MLP with these hidden widths."""
+
+    hidden: list[int] = field(default_factory=lambda: [50, 50, 50, 50])
+
+    def __post_init__(self):
+        if not self.hidden or min(self.hidden) < 1:
+            raise ValueError(f"model.hidden must be a non-empty list of positive widths, "
+                             f"got {list(self.hidden)}")
+
+
+@dataclass(frozen=True)
+class TaskSplits:
+    """How many tasks each split of a family's dataset holds (config node ``tasks``)."""
+
+    n_train: int = 8
+    n_val: int = 2
+    n_test: int = 4
+    n_ood: int = 2
+    seed: int = 0
+
+    def __post_init__(self):
+        _at_least("tasks", 0, n_train=self.n_train, n_val=self.n_val, n_test=self.n_test,
+                  n_ood=self.n_ood, seed=self.seed)
+        if self.n_train + self.n_val + self.n_test + self.n_ood < 1:
+            raise ValueError("tasks: every split is empty; set tasks.n_train, n_val, n_test "
+                             "or n_ood ≥ 1")
+
+
+@dataclass(frozen=True)
+class ExperimentSettings:
+    """What the pipeline runs (config group ``experiment/``).
+
+    Args:
+        name: the experiment; outputs go to ``results/<name>/``.
+        pdes, methods, seeds: the families, methods and seeds of the DAG.
+        splits: the held-out splits every method is evaluated on.
+        lr_grid: candidate adaptation learning rates (tuned for scratch on ``val``).
+        pde_overrides: per family, settings of ``pde`` (e.g. thresholds).
+        method_overrides: per method, settings of ``method`` (e.g. budgets).
+    """
+
+    name: str = "default"
+    pdes: list[str] = field(default_factory=lambda: ["burgers", "cdr", "darcy"])
+    methods: list[str] = field(default_factory=lambda: ["scratch"])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    splits: list[str] = field(default_factory=lambda: ["test"])
+    lr_grid: list[float] = field(default_factory=lambda: [0.001, 0.002, 0.005])
+    pde_overrides: dict[str, Any] = field(default_factory=dict)
+    method_overrides: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        bad = [s for s in self.splits if s not in SPLITS]
+        if bad or not self.splits:
+            raise ValueError(f"experiment.splits {list(self.splits)}: each must be one of "
+                             f"{', '.join(SPLITS)}")
+        if not self.lr_grid or min(self.lr_grid) <= 0:
+            raise ValueError(f"experiment.lr_grid must be non-empty and positive, "
+                             f"got {list(self.lr_grid)}")
+        if not self.seeds or min(self.seeds) < 0:
+            raise ValueError(f"experiment.seeds must be non-empty and ≥ 0, "
+                             f"got {list(self.seeds)}")
+
+
+@dataclass(frozen=True)
+class MethodSettings:
+    """Meta-training settings every method shares (config group ``method/``); a method
+    with settings of its own subclasses this in its module.
+
+    Args:
+        name: registry name of the method.
+        outer_steps: outer (meta) optimiser steps.
+        outer_lr: Adam learning rate of the outer loop.
+        meta_batch: tasks per outer step.
+        inner_steps: inner steps on the support loss (k − 1 in the MAML notation).
+        inner_lr: inner learning rate α.
+        inner_optimizer: ``sgd`` or ``adam`` (MAML's exact gradient assumes ``sgd``).
+        vmap: batch the meta-batch's tasks with ``torch.func.vmap`` (else a per-task loop).
+        val_every: validation interval (post-adaptation loss on ``val`` tasks).
+        checkpoint_every: checkpoint interval in outer steps.
+    """
+
+    name: str = MISSING
+    outer_steps: int = 200
+    outer_lr: float = 1e-3
+    meta_batch: int = 4
+    inner_steps: int = 5
+    inner_lr: float = 1e-3
+    inner_optimizer: str = "sgd"
+    vmap: bool = True
+    val_every: int = 50
+    checkpoint_every: int = 50
+
+    def __post_init__(self):
+        _at_least("method", 0, outer_steps=self.outer_steps, inner_steps=self.inner_steps)
+        _at_least("method", 1, meta_batch=self.meta_batch, val_every=self.val_every,
+                  checkpoint_every=self.checkpoint_every)
+        _positive("method", outer_lr=self.outer_lr, inner_lr=self.inner_lr)
+        if self.inner_optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown method.inner_optimizer {self.inner_optimizer!r}; "
+                             f"valid choices: {', '.join(OPTIMIZERS)}")
+
+    @property
+    def inner(self) -> AdaptSettings:
+        """The inner loop of meta-training: constant rate, all parameters alike."""
+        return AdaptSettings(steps=self.inner_steps, lr=self.inner_lr, lr_decay=1.0,
+                             optimizer=self.inner_optimizer, lbfgs_steps=0,
+                             log_every=max(self.inner_steps, 1), coef_lr_factor=1.0,
+                             compile=False)
+
+
+@dataclass
+class Config:
+    """The whole configuration (``config/config.yaml`` composes its groups into this).
+
+    Args:
+        seed: solver seed (network initialisation and collocation points).
+        task: the task ``metapinn solve`` solves.
+        coefficients: fix the task's true coefficients (empty: draw them).
+        tasks_file, observations, init, lr_file, out, out_dir: files of a command.
+        dtype: ``float32`` or ``float64``.
+        device: ``cpu``, ``cuda[:N]`` or ``auto``.
+        threads: torch threads (0: torch's default).
+        results_dir: where ``results/<experiment>/`` lives.
+        resume: meta-train: continue from the checkpoint if it fits this configuration.
+    """
+
+    seed: int = 0
+    task: int = 0
+    coefficients: dict[str, float] = field(default_factory=dict)
+    tasks_file: str | None = None
+    observations: str | None = None
+    init: str | None = None
+    lr_file: str | None = None
+    out: str | None = None
+    out_dir: str | None = None
+    dtype: str = "float32"
+    device: str = "cpu"
+    threads: int = 0
+    results_dir: str = "results"
+    resume: bool = False
+    tasks: TaskSplits = field(default_factory=TaskSplits)
+    pde: PDESettings = field(default_factory=PDESettings)
+    model: ModelSettings = field(default_factory=ModelSettings)
+    adapt: AdaptSettings = field(default_factory=AdaptSettings)
+    method: Any = MISSING
+    experiment: ExperimentSettings = field(default_factory=ExperimentSettings)
