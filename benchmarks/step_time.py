@@ -181,7 +181,8 @@ class Variant:
 
 
 def settings(steps: int, compile: bool = False) -> AdaptSettings:
-    return AdaptSettings(steps=steps, lr=LR, log_every=steps, compile=compile)
+    return AdaptSettings(steps=steps, lr=LR, lr_decay=1.0, log_every=steps, coef_lr_factor=1.0,
+                         compile=compile)
 
 
 def adapt_runner(prob: Problem, loss_fn, compile: bool = False) -> Callable[[int], float]:

@@ -14,13 +14,22 @@ from metapinn.tasks import TaskSettings, generate_tasks, tasks_to_dataset
 TS = TaskSettings(n_train=8, n_val=2, n_test=4, n_ood=0, n_obs=100, seed=0)
 
 
+def _rc(extra=()):
+    return run_config(compose(["model.hidden=[20,20,20]", "pde.n_collocation=256",
+                               "pde.n_boundary=64", "pde.n_obs=100", "adapt.steps=100",
+                               "adapt.log_every=100", "adapt.lr_decay=1.0", *extra]))
+
+
 def _setup(tmp_path, extra=()):
-    rc = run_config(compose(["model.hidden=[20,20,20]", "pde.n_collocation=256",
-                             "pde.n_boundary=64", "pde.n_obs=100", "adapt.steps=100",
-                             "adapt.log_every=100", "adapt.lr_decay=1.0", *extra]))
+    rc = _rc(extra)
     tasks = generate_tasks(rc.pde, TS)
     path = write_netcdf(tasks_to_dataset(rc.pde, tasks, TS), tmp_path / "tasks.nc", title="t")
     return rc, tasks, path
+
+
+@pytest.fixture(scope="module")
+def tasks_file(tmp_path_factory):
+    return _setup(tmp_path_factory.mktemp("tasks"))[2]
 
 
 def test_resume_equals_uninterrupted(tmp_path):
@@ -77,3 +86,47 @@ def test_diverging_inner_loop_stops_with_a_clear_error(tmp_path):
     with pytest.raises(FloatingPointError, match="lower method.inner_lr"):
         meta_train(rc, ms, path, tmp_path / "nan")
     assert not (tmp_path / "nan" / "init.pt").exists()
+
+
+@pytest.mark.parametrize("change", ["outer_steps", "inner_lr", "fewer_outer_steps", "seed",
+                                    "dtype", "hidden"])
+def test_case_2_resume_of_other_settings_starts_afresh(tmp_path, caplog, change, tasks_file):
+    """Issue 9, case 2: a checkpoint is resumed only by a run of the same settings; a run
+    of other settings starts afresh (its result equals an uninterrupted run of the new
+    settings) and the log names what differs."""
+    small = ["model.hidden=[8,8]", "pde.n_collocation=64"]
+    rc, path = _rc(small), tasks_file
+    old = dict(outer_steps=6, meta_batch=2, inner_steps=2, inner_lr=1e-2, checkpoint_every=2)
+    meta_train(rc, method_settings("maml", **old), path, tmp_path / "run", stop_after=4)
+    new, rc_new = dict(old), rc
+    if change == "outer_steps":
+        new["outer_steps"] = 7
+    elif change == "fewer_outer_steps":
+        new["outer_steps"] = 3  # the checkpoint is past the new end
+    elif change == "inner_lr":
+        new["inner_lr"] = 1e-3
+    else:
+        extra = {"seed": ["seed=1"], "dtype": ["dtype=float64"],
+                 "hidden": ["model.hidden=[8,8,8]"]}[change]
+        rc_new = _rc([*small, *extra])
+    ms_new = method_settings("maml", **new)
+    with caplog.at_level("WARNING", logger="metapinn"):
+        resumed = meta_train(rc_new, ms_new, path, tmp_path / "run", resume=True)
+    assert "written for other settings" in caplog.text
+    assert {"outer_steps": "method.outer_steps", "fewer_outer_steps": "method.outer_steps",
+            "inner_lr": "method.inner_lr", "seed": "seed", "dtype": "dtype",
+            "hidden": "hidden"}[change] in caplog.text
+    fresh = meta_train(rc_new, ms_new, path, tmp_path / "fresh")
+    a = torch.load(fresh, weights_only=True)["meta"]
+    b = torch.load(resumed, weights_only=True)["meta"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    hist = read_netcdf(tmp_path / "run" / "history.nc")
+    assert list(hist.outer_step.values) == list(range(1, new["outer_steps"] + 1))
+
+
+def test_case_8_an_untrained_init_is_not_written(tmp_path, tasks_file):
+    rc, path = _rc(["model.hidden=[8]"]), tasks_file
+    with pytest.raises(ValueError, match="method.outer_steps=0"):
+        meta_train(rc, method_settings("reptile", outer_steps=0, meta_batch=2), path,
+                   tmp_path / "x")
+    assert not (tmp_path / "x" / "init.pt").exists()

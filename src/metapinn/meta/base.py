@@ -64,7 +64,7 @@ class Context:
         return loss_parts(params, data, self.rc.pde, self.rc.weights)
 
     @property
-    def inner(self) -> AdaptSettings:
+    def inner_settings(self) -> AdaptSettings:
         """The inner loop of meta-training. Plain SGD steps are not scale-invariant, so
         their learning rate is divided by the family's loss scale (``pde.loss_scale``)."""
         inner = self.ms.inner
@@ -75,7 +75,7 @@ class Context:
     def inner_adapt(self, params: Params, data: TaskData, functional: bool = True,
                     settings: AdaptSettings | None = None) -> Params:
         """k inner steps on ``data`` with the shared inner loop (graph kept if functional)."""
-        return adapt(params, lambda p: self.parts(p, data), settings or self.inner,
+        return adapt(params, lambda p: self.parts(p, data), settings or self.inner_settings,
                      differentiable=functional, record_log=False).params
 
 

@@ -60,7 +60,7 @@ def leap_increments(trajectory, norm: bool, loss_term: bool, stabilise: bool) ->
 def leap_task_grad(ctx: Context, phi: Params, support: TaskData, query: TaskData):
     """LEAP's meta-gradient of one task (the sum of the increments) and the query loss."""
     ms = ctx.ms
-    result = adapt(phi, lambda p: ctx.parts(p, support), ctx.inner, record_log=False,
+    result = adapt(phi, lambda p: ctx.parts(p, support), ctx.inner_settings, record_log=False,
                    keep_trajectory=True)
     incs = leap_increments(result.trajectory, ms.leap_norm, ms.leap_loss_term,
                            ms.leap_stabilise)

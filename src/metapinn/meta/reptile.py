@@ -16,7 +16,7 @@ from .base import Context, InitialisationMethod, MetaTask, batch_mean_grad
 def reptile_task_grad(ctx: Context, phi: Params, support: TaskData, query: TaskData):
     """(φ − φ_after_k_steps)/α on the task's support loss, and the query loss there."""
     adapted = ctx.inner_adapt({k: v.detach() for k, v in phi.items()}, support)
-    alpha = ctx.inner.lr
+    alpha = ctx.inner_settings.lr
     g = {k: (phi[k] - adapted[k]).detach() / alpha for k in phi}
     return g, ctx.loss(adapted, query).detach()
 
