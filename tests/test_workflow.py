@@ -1,6 +1,7 @@
 """The Snakemake DAG, end to end on the `tiny` experiment, in a scratch directory."""
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -8,16 +9,20 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from metapinn.meta import METHODS
 from metapinn.ncio import read_netcdf
+from metapinn.pdes import FAMILIES
+from metapinn.plots import FAMILY_FIGURES
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = shutil.which("snakemake")
 pytestmark = pytest.mark.skipif(SNAKEMAKE is None, reason="snakemake is not installed")
 
 
-def _snakemake(workdir, *args, env=None):
-    return subprocess.run([SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), *args],
-                          capture_output=True, text=True, timeout=600, check=False, env=env)
+def _snakemake(workdir, *args, env=None, snakefile=REPO):
+    return subprocess.run([SNAKEMAKE, "-s", str(Path(snakefile) / "Snakefile"), "-d",
+                           str(workdir), *args], cwd=workdir, capture_output=True, text=True,
+                          timeout=900, check=False, env=env)
 
 
 def _job_counts(stdout):
@@ -38,9 +43,10 @@ ONCE = {"collect": 1, "speedup_overview": 1, "tables": 1, "all": 1}
 def test_dry_run_job_counts(tmp_path, experiment, seeds):
     r = _snakemake(tmp_path, "-n", "--cores", "1", "--config", f"experiment={experiment}")
     assert r.returncode == 0, r.stderr
-    # 3 families × (7 meta-trained methods + scratch) × seeds
-    expected = {k: 3 * v for k, v in PER_FAMILY.items()} | ONCE
-    expected |= {"meta_train": 3 * 7 * seeds, "adapt": 3 * 8 * seeds}
+    # families × (meta-trained methods + scratch) × seeds
+    nf, nm = len(FAMILIES), len(METHODS)
+    expected = {k: nf * v for k, v in PER_FAMILY.items()} | ONCE
+    expected |= {"meta_train": nf * (nm - 1) * seeds, "adapt": nf * nm * seeds}
     expected["total"] = sum(expected.values())
     assert _job_counts(r.stdout) == expected
 
@@ -53,7 +59,7 @@ def test_local_gpu_jobs_are_limited_to_the_machines_gpus(tmp_path, visible, limi
                    "experiment=tiny", env=env)
     assert r.returncode == 0, r.stderr
     log = r.stdout + r.stderr
-    assert "Using workflow specific profile profiles/default" in log
+    assert re.search(r"Using workflow specific profile \S*profiles/default", log)
     if limit:
         assert f"Provided resources: gpu={limit}" in log
     else:
@@ -68,29 +74,96 @@ def test_bad_workflow_config_is_named(tmp_path):
     assert r.returncode != 0 and "threads" in r.stdout + r.stderr
 
 
-@pytest.mark.slow
-def test_tiny_pipeline_end_to_end(tmp_path):
-    r = _snakemake(tmp_path, "--cores", "2", "--config", "experiment=tiny")
+def _checkout(dest: Path) -> Path:
+    """A copy of the workflow part of this checkout (what a researcher would clone)."""
+    for name in ("Snakefile", "workflow", "config", "profiles"):
+        src = REPO / name
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest / name)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """The `tiny` experiment run once, in a copy of the checkout, by `snakemake --cores 2`."""
+    wd = _checkout(tmp_path_factory.mktemp("checkout"))
+    r = _snakemake(wd, "--cores", "2", "--config", "experiment=tiny", snakefile=wd)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return wd
+
+
+def _planned_jobs(wd):
+    """``snakemake -n`` in ``wd``: {rule: [wildcards of each job]}."""
+    r = _snakemake(wd, "-n", "--cores", "1", "--config", "experiment=tiny", snakefile=wd)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    jobs, rule = {}, None
+    for line in r.stdout.splitlines():
+        if line.startswith(("rule ", "localrule ")):
+            rule = line.split()[1].rstrip(":")
+            jobs.setdefault(rule, []).append("")
+        elif rule and line.strip().startswith("wildcards:"):
+            jobs[rule][-1] = line.split(":", 1)[1].strip()
+    return jobs
+
+
+@pytest.mark.slow
+def test_case_1_an_edit_reruns_exactly_the_jobs_it_affects(tiny_run):
+    """Issue 9, case 1: a config edit is seen by `snakemake -n` (the jobs' params carry a
+    digest of the settings they run with), only where it changes a resolved value."""
+    exp = tiny_run / "config" / "experiment" / "tiny.yaml"
+    original = exp.read_text()
+    try:
+        # an edit that changes no resolved value (a comment, a value restated): nothing
+        exp.write_text(original.replace("maml: {outer_steps: 2,",
+                                        "maml: {outer_steps: 2,  # restated\n        ")
+                       .replace("adapt: {steps: 20, log_every: 10}",
+                                "adapt: {steps: 20, log_every: 10, lr_decay: 0.1}"))
+        assert _planned_jobs(tiny_run) == {}
+        # one method's budget: its meta_train and adapt jobs of every family, and what
+        # reads them; nothing else
+        exp.write_text(original.replace("maml: {outer_steps: 2,", "maml: {outer_steps: 3,"))
+        jobs = _planned_jobs(tiny_run)
+        assert sorted(jobs["meta_train"]) == sorted(jobs["adapt"]) == [
+            f"pde={p}, method=maml, seed=0" for p in ("burgers", "cdr", "darcy")]
+        assert {r: len(w) for r, w in jobs.items() if r not in ("meta_train", "adapt")} == {
+            "collect": 1, "family_figures": 3, "meta_training_figure": 3,
+            "speedup_overview": 1, "tables": 1, "all": 1}
+    finally:
+        exp.write_text(original)
+    # moving the checkout with its results reruns nothing
+    moved = tiny_run.parent / "moved"
+    shutil.move(tiny_run, moved)
+    try:
+        assert _planned_jobs(moved) == {}
+    finally:
+        shutil.move(moved, tiny_run)
+
+
+@pytest.mark.slow
+def test_tiny_pipeline_end_to_end(tiny_run):
+    tmp_path = tiny_run
     out = tmp_path / "results" / "tiny"
-    methods = ("scratch", "transfer", "pretrain", "maml", "fomaml", "reptile", "leap",
-               "hypernet")
-    for pde in ("burgers", "cdr", "darcy"):
+    methods = tuple(METHODS)
+    for pde in FAMILIES:
         for method in methods:
             ds = read_netcdf(out / "adapt" / pde / method / "seed0.nc")
             assert list(ds.split.values) == ["test", "test", "ood"]
-            assert set(ds.data_vars) >= {"loss", "u_rel_l2", "coef_rel_err", "wall_time"}
+            assert set(ds.data_vars) >= {"loss", "u_rel_l2", "coef_rel_err", "wall_time",
+                                         "diverged"}
             assert ds.attrs["method"] == method and "experiment" in ds.attrs["config"]
             if method != "scratch":
                 hist = read_netcdf(out / "meta" / pde / method / "seed0" / "history.nc")
                 assert "meta_loss" in hist and hist.attrs["method"] == method
+                # a finished meta-training leaves no checkpoint behind
+                assert not (out / "meta" / pde / method / "seed0" / "checkpoint.pt").exists()
         taylor = read_netcdf(out / "taylor" / f"{pde}.nc")
         assert ((taylor.slope.values > 1.7) & (taylor.slope.values < 2.3)).all()
-        figures = ("convergence", "coef_error", "wall_time", "steps_to_threshold",
-                   "meta_training")
+        figures = (*FAMILY_FIGURES, "meta_training")
         for name in [f"figures/{pde}/{f}" for f in figures] + [f"taylor/{pde}"]:
             _assert_figure(out / name)
         assert (tmp_path / "logs" / "tiny" / "adapt" / pde / "scratch" / "seed0.log").exists()
+        # heavy rules record their time and memory (for sizing cluster jobs)
+        bench = tmp_path / "logs" / "tiny" / "benchmark" / "adapt" / pde / "maml" / "seed0.tsv"
+        assert "max_rss" in bench.read_text()
     _assert_figure(out / "figures" / "speedup_overview")
     tune = read_netcdf(out / "tune" / "burgers.nc")
     assert tune.attrs["best_lr"] in (0.001, 0.01) and tune.u_rel_l2.dims == ("lr", "task")
@@ -98,6 +171,7 @@ def test_tiny_pipeline_end_to_end(tmp_path):
         tmp_path / "logs" / "tiny" / "adapt" / "burgers" / "maml" / "seed0.log").read_text()
     conv = read_netcdf(out / "convergence.nc")
     assert dict(conv.sizes) == {"pde": 3, "method": 8, "seed": 1, "task": 3, "step": 3}
+    assert list(conv.method.values) == list(METHODS)  # the registry's order
     assert conv.u_rel_l2.dims == ("pde", "method", "seed", "task", "step")
     assert list(conv.split.values) == ["test", "test", "ood"]
     assert list(conv.step.values) == [0, 10, 20]
@@ -107,12 +181,13 @@ def test_tiny_pipeline_end_to_end(tmp_path):
     table = pd.read_csv(out / "tables" / "speedup.csv")
     assert len(table) == 3 * 2 * 8  # family × split × method
     assert set(map(tuple, table[["pde", "split", "method"]].values)) == {
-        (p, s, m) for p in ("burgers", "cdr", "darcy") for s in ("test", "ood") for m in methods}
+        (p, s, m) for p in FAMILIES for s in ("test", "ood") for m in methods}
     assert (table[table.method == "scratch"].speedup == 1.0).all()
     assert (out / "tables" / "speedup.tex").read_text().startswith("\\begin{tabular}")
     # the HTML report embeds every figure and the table, each with its caption
     report = tmp_path / "report.html"
-    r = _snakemake(tmp_path, "--report", str(report), "--config", "experiment=tiny")
+    r = _snakemake(tmp_path, "--report", str(report), "--config", "experiment=tiny",
+                   snakefile=tmp_path)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     html = report.read_text(errors="replace")
     assert len(html) > 100_000
@@ -120,8 +195,7 @@ def test_tiny_pipeline_end_to_end(tmp_path):
                  "speedup.csv", "distribution of steps to threshold", "Speedups across"):
         assert text in html, text
     # a second run has nothing to do
-    r = _snakemake(tmp_path, "-n", "--cores", "2", "--config", "experiment=tiny")
-    assert "Nothing to be done" in r.stdout + r.stderr
+    assert _planned_jobs(tmp_path) == {}
 
 
 def _assert_figure(stem):
