@@ -1,14 +1,16 @@
 """The workflow on a real one-node SLURM cluster through profiles/slurm (issue 5).
 
-tests/slurm/cluster.sh starts munged, slurmctld and slurmd for this host (root; apt-get installs
-slurm-wlm and munge if missing); the `tiny` experiment then runs with the profile while a local
-`--cores 2` run of the same experiment runs beside it. One SLURM run checks that every non-local
-job went through sbatch, that meta_train jobs asked SLURM for a GPU, that a meta_train job
-cancelled with scancel while running is resubmitted and nothing is lost, and that the numbers
-equal the local run's.
+tests/slurm/cluster.sh starts munged, slurmctld and slurmd for this host (root); the `tiny`
+experiment then runs with the profile while a local `--cores 2` run of the same experiment runs
+beside it. One SLURM run checks that every non-local job went through sbatch, that meta_train
+jobs asked SLURM for a GPU, that a meta_train job cancelled with scancel while running is
+resubmitted and nothing is lost, and that the numbers equal the local run's.
 
-Skipped where the cluster cannot start (not root, no apt-get, a daemon fails) or with
-METAPINN_NO_SLURM=1; with METAPINN_REQUIRE_SLURM=1 (CI) those are failures instead of skips.
+The test installs nothing: SLURM and munge must already be on PATH (CI installs them before
+pytest with `bash .ci/slurm-setup`, i.e. `bash tests/slurm/cluster.sh install`, root and
+apt-get). Skipped with the reason where they are missing, where the cluster cannot start (not
+root, a daemon fails) or with METAPINN_NO_SLURM=1; with METAPINN_REQUIRE_SLURM=1 (CI) a missing
+or failing cluster is a failure instead of a skip.
 """
 
 import collections
@@ -34,6 +36,9 @@ EXPERIMENT = "tiny"
 GPU_RULES = {"meta_train"}
 CANCEL_RULE = "meta_train"
 TIMEOUT_S = 900
+# what cluster.sh starts and what this test calls (Debian: slurm-wlm, slurm-client, munge)
+SLURM_PROGRAMS = ("slurmctld", "slurmd", "munged", "sbatch", "srun", "squeue", "scontrol",
+                  "scancel", "sinfo")
 
 pytestmark = pytest.mark.slurm
 
@@ -64,6 +69,10 @@ def slurm_env(tmp_path_factory):
         _unavailable("snakemake is not installed")
     if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
         _unavailable("snakemake-executor-plugin-slurm is not installed (pip install -e '.[slurm]')")
+    missing = [prog for prog in SLURM_PROGRAMS if shutil.which(prog) is None]
+    if missing:
+        _unavailable(f"SLURM/munge not installed (not on PATH: {', '.join(missing)}); as root, "
+                     "`bash tests/slurm/cluster.sh install` installs slurm-wlm and munge")
     if os.geteuid() != 0:
         _unavailable("not root: the test cluster's slurmd/slurmctld run as root")
     if shutil.which("bash") is None:
@@ -79,7 +88,7 @@ def slurm_env(tmp_path_factory):
         try:
             r = subprocess.run(["bash", str(CLUSTER), "start", str(cluster_dir)],
                                env={**base, **cluster}, capture_output=True, text=True,
-                               timeout=600, check=False)
+                               timeout=180, check=False)
         except subprocess.TimeoutExpired:
             _unavailable("tests/slurm/cluster.sh start timed out")
         if r.returncode != 0:

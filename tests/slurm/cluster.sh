@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # A real, throw-away, one-node SLURM cluster on this host, for tests/test_slurm.py.
 #
-#   cluster.sh install        apt-get install slurm-wlm and munge if they are missing (root)
-#   cluster.sh start DIR      install if needed, write DIR/slurm.conf, start munged, slurmctld
-#                             and slurmd (everything under DIR), wait until the node is idle;
-#                             prints SLURM_CONF=DIR/slurm.conf and SLURM_BIN=DIR/bin on stdout
+#   cluster.sh install        apt-get install slurm-wlm and munge if they are missing (root;
+#                             CI runs it from .ci/slurm-setup, never from pytest)
+#   cluster.sh start DIR      write DIR/slurm.conf, start munged, slurmctld and slurmd
+#                             (everything under DIR), wait until the node is idle; prints
+#                             SLURM_CONF=DIR/slurm.conf and SLURM_BIN=DIR/bin on stdout. It
+#                             installs nothing: without SLURM it exits 77
 #   cluster.sh stop DIR       stop exactly the daemons `start DIR` started (by their pid files)
 #
 # Nothing outside DIR is written except by `install`: the munge key, socket, pid and log files,
@@ -16,36 +18,40 @@
 # devices linked to /dev/null) so that GPU requests are scheduled on machines without one. There
 # is no accounting (accounting_storage/none): query job states with squeue, not sacct.
 #
-# Exit status of `start`: 0 = cluster up; 77 = cannot run here (not root, no apt-get, ...);
-# anything else = a daemon failed (the daemons' logs are printed on stderr). Environment:
-# SLURM_TEST_PORT (slurmctld port, default 16817), SLURM_TEST_SLURMD_PORT (default
-# SLURM_TEST_PORT + 1), SLURM_TEST_PARTITION (default "test"), SLURM_TEST_START_TIMEOUT (seconds
-# for the node to come up, default 60), SLURM_TEST_NO_INSTALL=1 (never call apt-get).
+# Exit status of `start`: 0 = cluster up; 77 = cannot run here (not root, SLURM or munge not
+# installed); anything else = a daemon failed (the daemons' logs are printed on stderr).
+# Exit status of `install`: 0 = installed (or already there); 77 = cannot install (not root, no
+# apt-get, apt-get failed). Environment: SLURM_TEST_PORT (slurmctld port, default 16817),
+# SLURM_TEST_SLURMD_PORT (default SLURM_TEST_PORT + 1), SLURM_TEST_PARTITION (default "test"),
+# SLURM_TEST_START_TIMEOUT (seconds for the node to come up, default 60).
 set -euo pipefail
 
 PORT=${SLURM_TEST_PORT:-16817}
 SLURMD_PORT=${SLURM_TEST_SLURMD_PORT:-$((PORT + 1))}
 PARTITION=${SLURM_TEST_PARTITION:-test}
 
-die() { echo "cluster.sh: $2" >&2; exit "$1"; }
+die() { echo "cluster.sh: ${*:2}" >&2; exit "$1"; }
 
-have_slurm() {
-    command -v slurmctld >/dev/null && command -v slurmd >/dev/null \
-        && command -v sbatch >/dev/null && command -v srun >/dev/null \
-        && command -v munged >/dev/null
+# the programs `start` and tests/test_slurm.py run
+NEEDED=(slurmctld slurmd munged sbatch srun squeue scontrol scancel sinfo)
+
+missing() {
+    local prog out=()
+    for prog in "${NEEDED[@]}"; do command -v "$prog" >/dev/null || out+=("$prog"); done
+    echo "${out[*]}"
 }
+
+have_slurm() { [[ -z $(missing) ]]; }
 
 install() {
     have_slurm && return 0
-    [[ ${SLURM_TEST_NO_INSTALL:-0} == 1 ]] \
-        && die 77 "slurm-wlm/munge are not installed and SLURM_TEST_NO_INSTALL=1"
     [[ $(id -u) == 0 ]] || die 77 "slurm-wlm/munge are not installed and not root (no apt-get)"
     command -v apt-get >/dev/null || die 77 "slurm-wlm/munge are not installed and no apt-get"
     echo "cluster.sh: installing slurm-wlm and munge" >&2
     export DEBIAN_FRONTEND=noninteractive
     { apt-get update -q && apt-get install -y -q --no-install-recommends slurm-wlm munge; } \
         >&2 || die 77 "apt-get install slurm-wlm munge failed"
-    have_slurm || die 77 "slurm-wlm installed but its daemons are not on PATH"
+    have_slurm || die 77 "slurm-wlm installed but not on PATH: $(missing)"
 }
 
 # alive DIR NAME: the daemon NAME that `start DIR` launched is running (its pid file names a
@@ -59,6 +65,15 @@ alive() {
 
 stop() {
     local dir=$1 name pid
+    # cancel the cluster's jobs first (e.g. after a test timed out): slurmd then ends their
+    # processes, where a job step would otherwise outlive the daemons
+    if alive "$dir" slurmctld && alive "$dir" slurmd; then
+        SLURM_CONF=$dir/slurm.conf timeout 10 scancel --user "$(id -un)" 2>/dev/null || true
+        for _ in $(seq 60); do
+            [[ -z $(SLURM_CONF=$dir/slurm.conf timeout 5 squeue -h -o %i 2>/dev/null) ]] && break
+            sleep 0.5
+        done
+    fi
     # reverse start order; each pid file was written by the daemon `start` launched
     for name in slurmd slurmctld munged; do
         [[ -s $dir/run/$name.pid ]] || continue
@@ -85,7 +100,8 @@ show_logs() {
 start() {
     local dir=$1
     [[ $(id -u) == 0 ]] || die 77 "not root: the test cluster runs slurmd/slurmctld as root"
-    install
+    have_slurm || die 77 "SLURM/munge not installed (not on PATH: $(missing)); install them" \
+        "with 'bash tests/slurm/cluster.sh install' (root, apt-get)"
     mkdir -p "$dir"
     dir=$(cd "$dir" && pwd)
     mkdir -p "$dir"/{run,log,state,spool,munge,bin,dev}
