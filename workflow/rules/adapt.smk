@@ -14,7 +14,9 @@ rule adapt:
     threads: THREADS
     resources:
         gpu=GPUS,
+    conda:
+        "../envs/metapinn.yaml"
     shell:
-        "metapinn adapt-tasks {params.hydra} threads={threads} method={wildcards.method}"
+        TORCH_JOB + " adapt-tasks {params.hydra} threads={threads} method={wildcards.method}"
         " seed={wildcards.seed} tasks_file={input.tasks} lr_file={input.lr} {params.init}"
         " out={output} > {log} 2>&1"

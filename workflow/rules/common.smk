@@ -47,6 +47,9 @@ PDES, METHODS, SEEDS = list(EXP.pdes), list(EXP.methods), [int(s) for s in EXP.s
 OUT = f"results/{EXPERIMENT}"
 LOGS = f"logs/{EXPERIMENT}"
 META_METHODS = [m for m in METHODS if m != "scratch"]
+# one Inductor cache for the jobs of a run: a compiled training step (adapt.compile) is
+# built once per shape and run, not once per job; on a cluster it sits on the shared disk
+TORCH_JOB = f"TORCHINDUCTOR_CACHE_DIR={OUT}/.inductor-cache metapinn"
 
 
 wildcard_constraints:

@@ -10,6 +10,8 @@ rule collect:
         f"{OUT}/convergence.nc",
     log:
         f"{LOGS}/collect.log",
+    conda:
+        "../envs/metapinn.yaml"
     shell:
         "metapinn collect --out {output} {input} > {log} 2>&1"
 
@@ -23,6 +25,8 @@ rule family_figures:
         f"{LOGS}/figures/{{pde}}.log",
     params:
         out_dir=lambda wc, output: Path(output.convergence_pdf).parent,
+    conda:
+        "../envs/metapinn.yaml"
     shell:
         "metapinn plot-family --convergence {input} --pde {wildcards.pde}"
         " --out-dir {params.out_dir} > {log} 2>&1"
@@ -46,6 +50,8 @@ rule meta_training_figure:
         ),
     log:
         f"{LOGS}/figures/{{pde}}_meta_training.log",
+    conda:
+        "../envs/metapinn.yaml"
     shell:
         "metapinn plot-meta-training --pdf {output.pdf} --png {output.png} {input} > {log} 2>&1"
 
@@ -63,6 +69,8 @@ rule speedup_overview:
         ),
     log:
         f"{LOGS}/figures/speedup_overview.log",
+    conda:
+        "../envs/metapinn.yaml"
     shell:
         "metapinn plot-speedups --convergence {input} --pdf {output.pdf} --png {output.png}"
         " > {log} 2>&1"
@@ -86,6 +94,8 @@ rule taylor_check:
         hydra=hydra_args,
         digest=config_digest("taylor-check"),
     threads: THREADS
+    conda:
+        "../envs/metapinn.yaml"
     shell:
         "metapinn taylor-check {params.hydra} threads={threads} out={output.nc} > {log} 2>&1"
 
@@ -110,6 +120,8 @@ rule tables:
         tex=f"{OUT}/tables/speedup.tex",
     log:
         f"{LOGS}/tables.log",
+    conda:
+        "../envs/metapinn.yaml"
     shell:
         "metapinn tables --convergence {input.convergence} --csv {output.csv}"
         " --md {output.md} --tex {output.tex} {input.histories} > {log} 2>&1"

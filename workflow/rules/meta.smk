@@ -15,9 +15,11 @@ rule meta_train:
     threads: THREADS
     resources:
         gpu=GPUS,
+    conda:
+        "../envs/metapinn.yaml"
     shell:
         # resume=true continues an interrupted job's checkpoint only if it was written for
         # the same settings (its digest); otherwise the job starts afresh and logs why
-        "metapinn meta-train {params.hydra} threads={threads} method={wildcards.method}"
+        TORCH_JOB + " meta-train {params.hydra} threads={threads} method={wildcards.method}"
         " seed={wildcards.seed} tasks_file={input.tasks} out_dir={params.out_dir} resume=true"
         " > {log} 2>&1"

@@ -9,6 +9,8 @@ rule generate_tasks:
         hydra=hydra_args,
         digest=config_digest("generate-tasks"),
     threads: THREADS
+    conda:
+        "../envs/metapinn.yaml"
     shell:
         "metapinn generate-tasks {params.hydra} threads={threads} out={output} > {log} 2>&1"
 
@@ -28,6 +30,8 @@ rule tune_scratch_lr:
     threads: THREADS
     resources:
         gpu=GPUS,
+    conda:
+        "../envs/metapinn.yaml"
     shell:
-        "metapinn tune-lr {params.hydra} threads={threads} tasks_file={input} out={output}"
+        TORCH_JOB + " tune-lr {params.hydra} threads={threads} tasks_file={input} out={output}"
         " > {log} 2>&1"
