@@ -1,12 +1,17 @@
 """The Hydra CLI: clear errors before any work, and the commands' outputs."""
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import xarray as xr
 
+import metapinn
 from metapinn.cli import main
-from metapinn.ncio import read_netcdf
+from metapinn.ncio import read_netcdf, write_netcdf
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -156,3 +161,38 @@ def test_family_coefficient_learning_rate_factor():
     assert run_config(compose(["pde=darcy"])).adapt.coef_lr_factor == 10.0
     assert run_config(compose(["pde=burgers", "adapt.coef_lr_factor=3"])).adapt.coef_lr_factor == 3
     assert run_config(compose(["pde=cdr", "pde.coef_lr_factor=5"])).adapt.coef_lr_factor == 5
+
+
+def _adaptation_file(path: Path, method: str) -> Path:
+    """A synthetic ``adapt-tasks`` output: 2 burgers tasks, 3 logged steps."""
+    attrs = {"long_name": "x", "units": "1"}
+    curve = np.array([[1.0, 0.1, 0.01], [1.0, 0.2, 0.02]])
+    ds = xr.Dataset(
+        {"loss": (("task", "step"), curve, attrs), "u_rel_l2": (("task", "step"), curve, attrs),
+         "wall_time": (("task", "step"), np.tile([0.0, 0.1, 0.2], (2, 1)), attrs),
+         "coef_rel_err": (("task", "step", "coef_err"), curve[..., None], attrs)},
+        coords={"task": [3, 4], "step": [0, 10, 20], "coef_err": ["nu"],
+                "split": ("task", ["test", "test"])},
+        attrs={"pde": "burgers", "method": method, "seed": 0, "threshold_u_rel_l2": 0.05,
+               "threshold_coef_rel_err": 0.05})
+    return write_netcdf(ds, path, title="adaptation")
+
+
+def test_help_and_the_light_commands_import_neither_torch_hydra_nor_matplotlib(tmp_path):
+    """`metapinn --help`, `--version`, `collect` and `tables` start without the heavy
+    libraries (each a fresh interpreter: this process has imported them all)."""
+    inputs = [str(_adaptation_file(tmp_path / f"{m}.nc", m)) for m in ("scratch", "maml")]
+    conv = str(tmp_path / "convergence.nc")
+    tables = [f"--{ext}={tmp_path / ('speedup.' + ext)}" for ext in ("csv", "md", "tex")]
+    for argv in (["--help"], ["--version"], ["collect", "--out", conv, *inputs],
+                 ["tables", "--convergence", conv, *tables]):
+        code = ("import sys, metapinn.cli\n"
+                f"assert metapinn.cli.main({argv!r}) == 0\n"
+                "print('HEAVY', [m for m in ('torch', 'hydra', 'omegaconf', 'matplotlib')"
+                " if m in sys.modules])")
+        env = {**os.environ, "PYTHONPATH": str(Path(metapinn.__file__).parents[1])}
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env=env, cwd=tmp_path, check=False)
+        assert run.returncode == 0, run.stderr
+        assert "HEAVY []" in run.stdout, (argv, run.stdout)
+    assert (tmp_path / "speedup.md").read_text().count("| burgers | test |") == 2

@@ -19,25 +19,24 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-
-import numpy as np
-import torch
-from omegaconf import DictConfig, OmegaConf
+from typing import TYPE_CHECKING
 
 from . import __version__
-from .config import DIGEST_KEYS, compose, method_config, run_config
-from .runconfig import ConfigError, RunConfig
+from .errors import ConfigError
+
+# Each command imports its implementation when it runs (below, and torch, Hydra and the
+# configuration in _run): together they cost ~2.5 s of CPU, which `--help`, `--version`
+# and the plain commands do not need. tests/test_cli.py checks that they stay unimported.
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+    from .runconfig import RunConfig
 
 log = logging.getLogger("metapinn")
 
 PLAIN_COMMANDS = ("collect", "tables", "plot-family", "plot-meta-training", "plot-speedups")
 HYDRA_COMMANDS = ("generate-tasks", "tune-lr", "solve", "meta-train", "adapt-tasks",
                   "taylor-check", "export-observations", "identify", "config")
-
-
-def _setup(rc: RunConfig) -> None:
-    if rc.threads > 0:
-        torch.set_num_threads(rc.threads)
 
 
 def _experiment_dir(cfg: DictConfig) -> Path:
@@ -109,6 +108,7 @@ def cmd_tune_lr(cfg: DictConfig, rc: RunConfig) -> None:
 
 
 def cmd_adapt_tasks(cfg: DictConfig, rc: RunConfig) -> None:
+    from .config import method_config
     from .evaluate import solve_tasks
     from .ncio import check_writable
 
@@ -135,6 +135,7 @@ def _meta_dir(cfg: DictConfig, rc: RunConfig, method: str) -> Path:
 
 
 def cmd_meta_train(cfg: DictConfig, rc: RunConfig) -> None:
+    from .config import method_config
     from .metatrain import meta_train
     from .ncio import check_writable_dir
 
@@ -161,6 +162,9 @@ def cmd_taylor_check(cfg: DictConfig, rc: RunConfig) -> None:
 
 
 def _task_from_cfg(cfg: DictConfig, rc: RunConfig):
+    import numpy as np
+    from omegaconf import OmegaConf
+
     from .tasks import load_tasks, make_task, task_from_dataset
 
     if cfg.tasks_file:
@@ -324,9 +328,14 @@ COMMANDS = {"generate-tasks": cmd_generate_tasks, "tune-lr": cmd_tune_lr, "solve
 def _run(command: str, rest: list[str], directory: str | None = None) -> int:
     try:
         if command in HYDRA_COMMANDS:
+            import torch
+
+            from .config import DIGEST_KEYS, compose, run_config
+
             cfg = compose(rest, directory)
             rc = run_config(cfg, command if command in DIGEST_KEYS else None)
-            _setup(rc)
+            if rc.threads > 0:
+                torch.set_num_threads(rc.threads)
             COMMANDS[command](cfg, rc)
         elif command in PLAIN_COMMANDS:
             run_plain(command, rest)

@@ -7,13 +7,10 @@ from dataclasses import dataclass
 
 import torch
 
+from .errors import ConfigError
 from .pdes.base import PDEFamily
 from .settings import AdaptSettings, LossWeights
 from .tasks import TaskSettings
-
-
-class ConfigError(ValueError):
-    """A configuration value, override or input file is invalid; the message names it."""
 
 
 @dataclass(frozen=True)
@@ -40,3 +37,6 @@ class RunConfig:
     @property
     def widths(self) -> tuple[int, ...]:
         return (2, *self.hidden, 1)
+
+
+__all__ = ["ConfigError", "RunConfig"]  # ConfigError lives in errors.py (no torch)
