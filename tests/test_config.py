@@ -12,8 +12,8 @@ from omegaconf import OmegaConf
 
 from metapinn.cli import main
 from metapinn.config import DIGEST_KEYS, compose, digest, run_config, settings
+from metapinn.errors import ConfigError
 from metapinn.meta import METHODS, method_class
-from metapinn.runconfig import ConfigError
 from metapinn.settings import AdaptSettings, MethodSettings, PDESettings
 
 REPO = Path(__file__).resolve().parents[1]

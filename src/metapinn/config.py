@@ -33,9 +33,10 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException, ValidationError
 
+from .errors import ConfigError
 from .meta import METHODS, method_class
 from .pdes import FAMILIES, get_pde
-from .runconfig import ConfigError, RunConfig
+from .runconfig import RunConfig
 from .settings import Config, PDESettings
 from .tasks import TaskSettings
 

@@ -1,5 +1,5 @@
 """The error every module raises for invalid settings or inputs, in a module of its own so that
-the command line can catch it without importing torch (:mod:`metapinn.runconfig` re-exports it)."""
+the command line can catch it without importing torch."""
 
 
 class ConfigError(ValueError):

@@ -18,11 +18,12 @@ import numpy as np
 import torch
 import xarray as xr
 
+from .errors import ConfigError
 from .meta import get_method
 from .meta.base import Context, meta_task
 from .ncio import atomic_write, write_netcdf
 from .nets import Params
-from .runconfig import ConfigError, RunConfig
+from .runconfig import RunConfig
 from .settings import MethodSettings
 from .tasks import load_tasks, rng_for, split_indices, task_from_dataset
 

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import ConfigError
 from .pdes.base import PDEFamily
 from .settings import AdaptSettings, LossWeights
 from .tasks import TaskSettings
@@ -39,4 +38,3 @@ class RunConfig:
         return (2, *self.hidden, 1)
 
 
-__all__ = ["ConfigError", "RunConfig"]  # ConfigError lives in errors.py (no torch)

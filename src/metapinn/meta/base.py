@@ -26,9 +26,10 @@ import torch
 from torch.func import vmap
 
 from ..adapt import adapt
+from ..errors import ConfigError
 from ..loss import TaskData, loss_parts
 from ..nets import Params, scratch_params
-from ..runconfig import ConfigError, RunConfig
+from ..runconfig import RunConfig
 from ..settings import AdaptSettings, MethodSettings
 from ..tasks import Task, rng_for, task_tensors
 from . import get_method, method_settings
