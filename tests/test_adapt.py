@@ -1,6 +1,7 @@
 """The inner loop: functional optimisers, logging, timing, L-BFGS, differentiability."""
 
 import time
+from functools import partial
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from metapinn.adapt import AdaptSettings, Evaluator, Optimizer, adapt, adapt_his
 from metapinn.config import compose, run_config
 from metapinn.evaluate import solve_task
 from metapinn.nets import scratch_params
+from metapinn.pdes import FAMILIES
 from metapinn.tasks import TaskSettings, make_task
 
 
@@ -29,7 +31,8 @@ def _quadratic():
 def test_functional_adam_equals_torch_optim_adam():
     _, _, loss_fn = _quadratic()
     x0 = torch.linspace(-1, 1, 5, dtype=torch.float64)
-    ours = adapt({"x": x0}, loss_fn, AdaptSettings(steps=25, lr=0.05, lr_decay=1.0)).params["x"]
+    settings = AdaptSettings(steps=25, lr=0.05, lr_decay=1.0, compile=False)
+    ours = adapt({"x": x0}, loss_fn, settings).params["x"]
     x = x0.clone().requires_grad_(True)
     opt = torch.optim.Adam([x], lr=0.05)
     for _ in range(25):
@@ -41,7 +44,7 @@ def test_functional_adam_equals_torch_optim_adam():
 
 def test_sgd_and_exponential_schedule():
     A, b, loss_fn = _quadratic()
-    s = AdaptSettings(steps=3, lr=0.1, lr_decay=0.5, optimizer="sgd")
+    s = AdaptSettings(steps=3, lr=0.1, lr_decay=0.5, optimizer="sgd", compile=False)
     x = torch.zeros(5, dtype=torch.float64)
     expected = x.clone()
     for k in range(3):
@@ -53,7 +56,7 @@ def test_sgd_and_exponential_schedule():
 def test_log_schedule_and_adapt_history():
     _, _, loss_fn = _quadratic()
     r = adapt({"x": torch.ones(5, dtype=torch.float64)}, loss_fn,
-              AdaptSettings(steps=23, lr=0.01, log_every=10))
+              AdaptSettings(steps=23, lr=0.01, log_every=10, compile=False))
     assert [rec["step"] for rec in r.records] == [0, 10, 20, 23]
     # the loss logged at step k is the loss of the parameters after k updates
     assert r.records[-1]["loss"] == pytest.approx(float(loss_fn(r.params)["total"]))
@@ -72,7 +75,7 @@ def test_wall_time_excludes_evaluation():
 
     t0 = time.perf_counter()
     r = adapt({"x": torch.ones(5, dtype=torch.float64)}, loss_fn,
-              AdaptSettings(steps=20, log_every=2), evaluate=slow_eval)
+              AdaptSettings(steps=20, log_every=2, compile=False), evaluate=slow_eval)
     elapsed = time.perf_counter() - t0
     assert len(naps) == 11
     assert r.wall_time < elapsed - 0.9 * 0.05 * len(naps)
@@ -84,21 +87,22 @@ def test_lbfgs_phase_reaches_the_quadratic_minimum():
     A, b, loss_fn = _quadratic()
     x_star = torch.linalg.solve(A, b)
     r = adapt({"x": torch.zeros(5, dtype=torch.float64)}, loss_fn,
-              AdaptSettings(steps=5, lr=0.01, lbfgs_steps=30, log_every=5))
+              AdaptSettings(steps=5, lr=0.01, lbfgs_steps=30, log_every=5, compile=False))
     assert torch.allclose(r.params["x"], x_star, atol=1e-6)
     adam_only = adapt({"x": torch.zeros(5, dtype=torch.float64)}, loss_fn,
-                      AdaptSettings(steps=35, lr=0.01)).params["x"]
+                      AdaptSettings(steps=35, lr=0.01, compile=False)).params["x"]
     assert not torch.allclose(adam_only, x_star, atol=1e-2)  # L-BFGS did the work
     assert r.records[-1]["step"] == 35
     with pytest.raises(ValueError, match="L-BFGS"):
-        adapt({"x": torch.zeros(5)}, loss_fn, AdaptSettings(steps=1, lbfgs_steps=1),
+        adapt({"x": torch.zeros(5)}, loss_fn,
+              AdaptSettings(steps=1, lbfgs_steps=1, compile=False),
               differentiable=True)
 
 
 def test_differentiable_inner_loop_gradient_matches_finite_differences():
     """d/dφ of the loss after k SGD steps (MAML's gradient) against central FD."""
     A, b, loss_fn = _quadratic()
-    s = AdaptSettings(steps=3, lr=0.05, lr_decay=1.0, optimizer="sgd")
+    s = AdaptSettings(steps=3, lr=0.05, lr_decay=1.0, optimizer="sgd", compile=False)
 
     def after(x0):
         return loss_fn(adapt({"x": x0}, loss_fn, s, differentiable=True).params)["total"]
@@ -119,7 +123,7 @@ def test_differentiable_inner_loop_gradient_matches_finite_differences():
 
 def test_settings_validation_names_the_key():
     with pytest.raises(ValueError, match="adapt.steps"):
-        AdaptSettings(steps=-1)
+        AdaptSettings(steps=-1, compile=False)
     with pytest.raises(ValueError, match="adapt.optimizer"):
         AdaptSettings(optimizer="rmsprop")
     with pytest.raises(ValueError, match="lr_decay"):
@@ -129,6 +133,7 @@ def test_settings_validation_names_the_key():
 
 def test_short_pinn_solve_lowers_the_loss_and_logs_errors():
     rc = run_config(compose(["pde=burgers", "model.hidden=[16,16]", "adapt.steps=60",
+                             "adapt.compile=false",
                              "adapt.log_every=20", "pde.n_collocation=256"]))
     task = make_task(rc.pde, 0, TaskSettings(n_obs=100))
     r = solve_task(rc, task, scratch_params(rc, 0))
@@ -149,7 +154,7 @@ def test_coefficient_learning_rate_factor():
 
     p0 = {"w": torch.ones(3, dtype=torch.float64), "coef": torch.ones(2, dtype=torch.float64)}
     for foreach_path in (False, True):
-        s = AdaptSettings(steps=1, lr=0.1, optimizer="sgd", coef_lr_factor=3.0)
+        s = AdaptSettings(steps=1, lr=0.1, optimizer="sgd", coef_lr_factor=3.0, compile=False)
         out = adapt(p0, loss_fn, s, differentiable=not foreach_path, record_log=False).params
         assert torch.allclose(out["w"], torch.full((3,), 1 - 0.1 * 2, dtype=torch.float64))
         assert torch.allclose(out["coef"], torch.full((2,), 1 - 0.3 * 2, dtype=torch.float64))
@@ -158,18 +163,28 @@ def test_coefficient_learning_rate_factor():
 
 
 @pytest.mark.slow
-def test_compiled_loss_gives_the_same_steps():
-    rc = run_config(compose(["model.hidden=[16,16]", "pde.n_collocation=256",
-                             "adapt.steps=5", "adapt.log_every=1"]))
-    task = make_task(rc.pde, 0, TaskSettings(n_obs=50))
+@pytest.mark.parametrize("pde", list(FAMILIES))
+def test_compiled_step_gives_the_eager_steps(pde):
+    """The compiled step (loss, gradient and Adam update in one graph) reproduces the eager
+    step in float32. Tolerance: the two compute the same arithmetic in another order, so
+    each step differs by float32 round-off (ε ≈ 1.2e-7 relative); Adam's normalised
+    updates do not amplify it, and over 50 steps the parameters may drift by at most
+    ~50 ε relative: rtol 1e-5 with atol 1e-6 (measured: ≤ 1.5e-7). The u_rel_l2 curves of
+    the same solve agree to 1e-4 relative (measured: ≤ 2e-7)."""
+    base = [f"pde={pde}", "model.hidden=[32,32,32]", "pde.n_collocation=1000",
+            "adapt.steps=50", "adapt.log_every=10", "dtype=float32"]
+    rc = run_config(compose([*base, "adapt.compile=false"]))
+    rc_c = run_config(compose([*base, "adapt.compile=true"]))
+    task = make_task(rc.pde, 0, TaskSettings(n_obs=100))
     eager = solve_task(rc, task, scratch_params(rc, 0))
-    rc_c = run_config(compose(["model.hidden=[16,16]", "pde.n_collocation=256",
-                               "adapt.steps=5", "adapt.log_every=1", "adapt.compile=true"]))
     compiled = solve_task(rc_c, task, scratch_params(rc_c, 0))
-    for a, b in zip(eager.records, compiled.records, strict=True):
-        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
+    assert eager.compile_time == 0 < compiled.compile_time
     for k in eager.params:
-        assert torch.allclose(eager.params[k], compiled.params[k], rtol=1e-4, atol=1e-6)
+        assert torch.allclose(eager.params[k], compiled.params[k], rtol=1e-5, atol=1e-6), k
+    u_e = np.array([r["u_rel_l2"] for r in eager.records])
+    u_c = np.array([r["u_rel_l2"] for r in compiled.records])
+    np.testing.assert_allclose(u_c, u_e, rtol=1e-4)
+    assert u_e[-1] < u_e[0]  # the solve moved
 
 
 def test_a_diverging_run_stops_and_keeps_the_step_grid():
@@ -177,12 +192,33 @@ def test_a_diverging_run_stops_and_keeps_the_step_grid():
     shows it; the log keeps every logged step (NaN from there on), so that diverged and
     converged runs share one step grid."""
     _, _, loss_fn = _quadratic()
-    s = AdaptSettings(steps=40, lr=1e30, optimizer="sgd", log_every=10)
+    s = AdaptSettings(steps=40, lr=1e30, optimizer="sgd", log_every=10, compile=False)
     r = adapt({"x": torch.ones(5, dtype=torch.float64)}, loss_fn, s)
     assert r.diverged_at == 10
     assert [rec["step"] for rec in r.records] == [0, 10, 20, 30, 40]
     assert np.isfinite(r.records[0]["loss"])
     assert all(np.isnan(rec["loss"]) for rec in r.records[2:])
     ok = adapt({"x": torch.ones(5, dtype=torch.float64)}, loss_fn,
-               AdaptSettings(steps=40, lr=0.01, optimizer="sgd", log_every=10))
+               AdaptSettings(steps=40, lr=0.01, optimizer="sgd", log_every=10, compile=False))
     assert ok.diverged_at is None and len(ok.records) == 5
+
+
+@pytest.mark.parametrize("name", ["adam", "sgd"])
+def test_traceable_update_is_the_fused_update(name):
+    """Optimizer.apply (the compiled and vmapped path: no Python state, bias corrections
+    folded into tensors) computes what the foreach kernels compute, step after step."""
+    g = torch.Generator().manual_seed(1)
+    params = [torch.randn(4, 3, generator=g, dtype=torch.float64),
+              torch.randn(3, generator=g, dtype=torch.float64)]
+    opt, factors = Optimizer(name), [1.0, 10.0]
+    fused, state = [p.clone() for p in params], opt.init(params)
+    traced, moments = [p.clone() for p in params], opt.init(params)[1:]
+    for t in range(1, 6):
+        grads = [torch.randn(p.shape, generator=g, dtype=torch.float64) for p in params]
+        lr = 0.01 * 0.9 ** t
+        fused, state = opt.update(fused, grads, state, [lr * f for f in factors])
+        step, c2 = opt.scalars(t, lr)
+        scalar = partial(torch.tensor, dtype=torch.float64)
+        traced, moments = opt.apply(traced, grads, moments, scalar(step), scalar(c2), factors)
+        for a, b in zip(fused, traced, strict=True):
+            assert torch.allclose(a, b, rtol=1e-13, atol=1e-15)

@@ -8,7 +8,7 @@ import xarray as xr
 from metapinn.cli import main
 from metapinn.ncio import read_netcdf, write_netcdf
 
-FAST = ["model.hidden=[32,32,32]", "pde.n_collocation=1000", "threads=2"]
+FAST = ["model.hidden=[32,32,32]", "pde.n_collocation=1000", "threads=2", "adapt.compile=false"]
 
 
 def test_identify_recovers_the_coefficient_of_an_exported_task(tmp_path, capsys):

@@ -17,7 +17,8 @@ TS = TaskSettings(n_train=8, n_val=2, n_test=4, n_ood=0, n_obs=100, seed=0)
 def _rc(extra=()):
     return run_config(compose(["model.hidden=[20,20,20]", "pde.n_collocation=256",
                                "pde.n_boundary=64", "pde.n_obs=100", "adapt.steps=100",
-                               "adapt.log_every=100", "adapt.lr_decay=1.0", *extra]))
+                               "adapt.log_every=100", "adapt.lr_decay=1.0",
+                               "adapt.compile=false", *extra]))
 
 
 def _setup(tmp_path, extra=()):

@@ -115,8 +115,7 @@ def test_case_1_an_edit_reruns_exactly_the_jobs_it_affects(tiny_run):
         # an edit that changes no resolved value (a comment, a value restated): nothing
         exp.write_text(original.replace("maml: {outer_steps: 2,",
                                         "maml: {outer_steps: 2,  # restated\n        ")
-                       .replace("adapt: {steps: 20, log_every: 10}",
-                                "adapt: {steps: 20, log_every: 10, lr_decay: 0.1}"))
+                       .replace("log_every: 10,", "log_every: 10, lr_decay: 0.1,"))
         assert _planned_jobs(tiny_run) == {}
         # one method's budget: its meta_train and adapt jobs of every family, and what
         # reads them; nothing else

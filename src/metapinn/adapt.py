@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import torch
@@ -47,15 +48,38 @@ class Optimizer:
         zeros = [torch.zeros_like(p) for p in params]
         return (0, zeros, [z.clone() for z in zeros])
 
+    def scalars(self, t: int, lr: float) -> tuple[float, float]:
+        """(step size, second-moment correction) of step ``t`` (1-based): Adam's bias
+        corrections folded into the step size (SGD: ``(lr, 1)``)."""
+        if self.name == "sgd":
+            return lr, 1.0
+        b1, b2 = self.betas
+        return lr / (1 - b1 ** t), math.sqrt(1 - b2 ** t)
+
+    def apply(self, params, grads, moments, step, c2, factors):
+        """The update as a traceable function without Python state, for ``torch.compile``
+        and ``vmap``: ``moments`` is ``(m, v)`` (Adam) or ``()``; ``step`` and ``c2`` come
+        from :meth:`scalars` (tensors, batched under vmap); ``factors`` scale the step per
+        tensor. Returns ``(params, moments)``."""
+        if self.name == "sgd":
+            return [p - (step * f) * g for p, g, f in zip(params, grads, factors, strict=True)], ()
+        b1, b2 = self.betas
+        m, v = moments
+        m = [b1 * mi + (1 - b1) * g for mi, g in zip(m, grads, strict=True)]
+        v = [b2 * vi + (1 - b2) * g * g for vi, g in zip(v, grads, strict=True)]
+        params = [p - (step * f) * mi / (vi.sqrt() / c2 + self.eps)
+                  for p, mi, vi, f in zip(params, m, v, factors, strict=True)]
+        return params, (m, v)
+
     def update(self, params, grads, state, lr, foreach: bool = True):
         """One step with learning rate ``lr`` (a float, or one per tensor). ``foreach`` uses
         the fused multi-tensor kernels (not vmap-able); the per-tensor path is the same
-        arithmetic and works under ``torch.func`` transforms."""
+        arithmetic (:meth:`apply`) and works under ``torch.func`` transforms."""
         lrs = list(lr) if isinstance(lr, list | tuple) else [lr] * len(params)
         if self.name == "sgd":
             if foreach:
                 return torch._foreach_sub(params, torch._foreach_mul(grads, lrs)), state
-            return [p - a * g for p, g, a in zip(params, grads, lrs, strict=True)], state
+            return self.apply(params, grads, (), 1.0, 1.0, lrs)[0], state
         t, m, v = state
         b1, b2 = self.betas
         t += 1
@@ -66,11 +90,28 @@ class Optimizer:
             denom = torch._foreach_add(torch._foreach_div(torch._foreach_sqrt(v), c2), self.eps)
             params = torch._foreach_addcdiv(params, m, denom, [-a / c1 for a in lrs])
             return params, (t, m, v)
-        m = [b1 * mi + (1 - b1) * g for mi, g in zip(m, grads, strict=True)]
-        v = [b2 * vi + (1 - b2) * g * g for vi, g in zip(v, grads, strict=True)]
-        params = [p - (a / c1) * mi / (vi.sqrt() / c2 + self.eps)
-                  for p, mi, vi, a in zip(params, m, v, lrs, strict=True)]
+        params, (m, v) = self.apply(params, grads, (m, v), 1.0 / c1, c2, lrs)
         return params, (t, m, v)
+
+
+def compiled_step(loss_fn: LossFn, opt: Optimizer, names: list[str], factors: list[float]):
+    """Loss, gradient and optimiser update of one step as ONE ``torch.compile``d function
+    (Inductor fuses the element-wise work of all three): ``(tensors, moments, step, c2) ->
+    (tensors, moments, parts)``, with ``step`` and ``c2`` 0-d tensors from
+    :meth:`Optimizer.scalars` so that the schedule triggers no recompilation."""
+
+    def total_and_parts(tensors):
+        parts = loss_fn(dict(zip(names, tensors, strict=True)))
+        return parts["total"], parts
+
+    grad_fn = torch.func.grad(total_and_parts, has_aux=True)
+
+    def step(tensors, moments, step_size, c2):
+        grads, parts = grad_fn(tensors)
+        tensors, moments = opt.apply(tensors, grads, moments, step_size, c2, factors)
+        return tensors, moments, parts
+
+    return torch.compile(step, fullgraph=True, dynamic=False)
 
 
 # ----- evaluation against the reference -------------------------------------------------
@@ -105,6 +146,7 @@ class AdaptResult:
     trajectory: list[tuple[Params, torch.Tensor, Params | None]] = field(default_factory=list)
     # the first logged step whose loss or error was not finite (the run stopped there)
     diverged_at: int | None = None
+    compile_time: float = 0.0  # seconds spent compiling the step (not in wall_time)
 
 
 # ----- the inner loop -------------------------------------------------------------------
@@ -174,14 +216,25 @@ def adapt(params: Params, loss_fn: LossFn, settings: AdaptSettings, *,
 
     func_grad = torch.func.grad(total_and_parts, has_aux=True)
     eager_loss = loss_fn
-    if settings.compile and not differentiable:
-        loss_fn = torch.compile(loss_fn, fullgraph=True, dynamic=False)
     factors = [settings.coef_lr_factor if k == "coef" else 1.0 for k in names]
+    # the compiled step: loss, gradient and update in one graph (not with a graph kept
+    # through the updates, nor where every gradient is stored for LEAP)
+    fused = None
+    if settings.compile and not differentiable and not keep_trajectory:
+        fused = compiled_step(loss_fn, opt, names, factors)
+        moments = state[1:] if opt.name == "adam" else ()
+        scalar = partial(torch.tensor, dtype=cur[0].dtype, device=cur[0].device)
+        t0 = time.perf_counter()  # compile (or load from the Inductor cache) before timing
+        fused([p.clone() for p in cur], moments, scalar(0.0), scalar(1.0))
+        result.compile_time = time.perf_counter() - t0
     for step in range(settings.steps):
         t0 = time.perf_counter()
         prev = cur
         lr = [settings.lr_at(step) * f for f in factors]
-        if differentiable:
+        if fused is not None:
+            size, c2 = opt.scalars(step + 1, settings.lr_at(step))
+            cur, moments, parts = fused(cur, moments, scalar(size), scalar(c2))
+        elif differentiable:
             g, parts = func_grad(as_dict(cur))
             cur, state = opt.update(cur, [g[k] for k in names], state, lr, foreach=False)
         else:

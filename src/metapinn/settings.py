@@ -48,9 +48,12 @@ class AdaptSettings:
         log_every: evaluation interval in steps (the last step is always logged).
         coef_lr_factor: learning rate of the unknown coefficients (``"coef"``) relative to
             the network's.
-        compile: ``torch.compile`` the loss (forward and backward fused by Inductor) in the
-            non-differentiable path: about 2× faster per step on CPU
-            (``benchmarks/step_time.py``), for a compile time of several seconds per process.
+        compile: run each step (loss, gradient and optimiser update) as one
+            ``torch.compile``d function in the non-differentiable path (evaluation, tune-lr,
+            identify, the transfer baseline's fit): about 2× faster per step on CPU
+            (``benchmarks/step_time.py``), for a compile of ~5–10 s per process with a warm
+            Inductor cache (about a minute cold). It pays from about a thousand steps per
+            process; ``false`` keeps the eager step (the ``tiny`` test experiment does).
     """
 
     steps: int = 5000
@@ -60,7 +63,7 @@ class AdaptSettings:
     lbfgs_steps: int = 0
     log_every: int = 100
     coef_lr_factor: float = 10.0
-    compile: bool = False
+    compile: bool = True
 
     def __post_init__(self):
         _at_least("adapt", 0, steps=self.steps, lbfgs_steps=self.lbfgs_steps)

@@ -50,7 +50,8 @@ def exact_meta_gradients(phi: Params, losses: list, alpha: float) -> dict[str, t
         alpha: inner SGD learning rate.
     """
     k = len(losses)
-    sgd = AdaptSettings(steps=1, lr=alpha, lr_decay=1.0, optimizer="sgd", coef_lr_factor=1.0)
+    sgd = AdaptSettings(steps=1, lr=alpha, lr_decay=1.0, optimizer="sgd", coef_lr_factor=1.0,
+                        compile=False)
 
     def run(p, fns):
         for fn in fns:
