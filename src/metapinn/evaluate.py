@@ -52,6 +52,9 @@ def solve_task(rc: RunConfig, task: Task, init_fn, label: str = "",
     evaluate = Evaluator(rc.pde, task, rc.dtype, rc.device) if task.u_ref.size else None
     result = adapt(params0, lambda p: loss_parts(p, data, rc.pde, rc.weights), rc.adapt,
                    evaluate=evaluate, label=label)
+    if result.compile_time > 0.1:  # the first solve of a process compiles the step
+        log.info("%s: training step compiled in %.1f s (not counted in wall_time)",
+                 label or rc.pde.name, result.compile_time)
     if strict and result.diverged_at is not None:
         raise FloatingPointError(
             f"{label or rc.pde.name}: the loss or error became non-finite by step "
