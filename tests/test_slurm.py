@@ -2,9 +2,11 @@
 
 tests/slurm/cluster.sh starts munged, slurmctld and slurmd for this host (root); the `tiny`
 experiment then runs with the profile while a local `--cores 2` run of the same experiment runs
-beside it. One SLURM run checks that every non-local job went through sbatch, that meta_train
-jobs asked SLURM for a GPU, that a meta_train job cancelled with scancel while running is
-resubmitted and nothing is lost, and that the numbers equal the local run's.
+beside it. One SLURM run checks that every non-local job went through sbatch, that a GPU
+request of meta_train jobs (given on the command line: the profile asks for none with the
+default device=cpu) reaches sbatch and SLURM, that a meta_train job cancelled with scancel
+while running is resubmitted and nothing is lost, and that the numbers equal the local
+run's.
 
 The test installs nothing: SLURM and munge must already be on PATH (CI installs them before
 pytest with `bash .ci/slurm-setup`, i.e. `bash tests/slurm/cluster.sh install`, root and
@@ -171,10 +173,14 @@ def test_tiny_workflow_on_slurm(slurm_env, tmp_path, capsys):
     t0 = time.monotonic()
     with log_path.open("w") as log:
         # test-only settings on the command line, the rest from the profile: --verbose logs
-        # every sbatch call; keep the SLURM logs of successful jobs too; poll SLURM often
+        # every sbatch call; keep the SLURM logs of successful jobs too; poll SLURM often;
+        # meta_train jobs ask for a GPU (as --config device=cuda would make them; the jobs
+        # themselves compute on the CPU, which has no CUDA here) so that the request's way
+        # through sbatch into SLURM's record is checked
         proc = subprocess.Popen(
             _snakemake_cmd(slurm_wd, *profile, "--verbose", "--slurm-keep-successful-logs",
-                           "--slurm-init-seconds-before-status-checks", "2"),
+                           "--slurm-init-seconds-before-status-checks", "2",
+                           "--set-resources", "meta_train:gpu=1"),
             env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + TIMEOUT_S

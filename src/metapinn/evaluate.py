@@ -1,4 +1,4 @@
-"""Adaptation runs: solve held-out tasks from a method's initialisation (DESIGN §4.4).
+"""Adaptation runs: solve held-out tasks from a method's initialisation (docs/design.md §4).
 
 Every method's initialisation is adapted with the same :class:`AdaptSettings`; the log of
 each task (loss parts, ``u_rel_l2``, ``coef_rel_err``, ``wall_time`` every ``log_every``
@@ -122,7 +122,7 @@ def solve_tasks(rc: RunConfig, tasks_file: str | Path, method: str, out: str | P
 
 def tune_scratch_lr(rc: RunConfig, tasks_file: str | Path, lrs, out: str | Path,
                     split: str = "val") -> float:
-    """The learning rate best for ``scratch`` on the ``split`` tasks (DESIGN §4.4).
+    """The learning rate best for ``scratch`` on the ``split`` tasks (docs/design.md §4).
 
     Every candidate runs the configured inner loop from scratch on every ``split`` task;
     the best has the lowest median final ``u_rel_l2`` (ties: lower median loss). Writes

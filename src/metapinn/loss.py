@@ -1,4 +1,5 @@
-"""The loss of one inverse-problem task, a pure function of the parameter dict (DESIGN §4.2).
+"""The loss of one inverse-problem task, a pure function of the parameter dict
+(docs/design.md §2.2).
 
     L_τ(w, θ) = λ_r mean_r(R[u_w; θ]²) + λ_b mean_b((B u_w − g)²) + λ_d mean_d((u_w − u_obs)²)
 

@@ -1,4 +1,4 @@
-"""Self-describing NetCDF output (DESIGN §4.5): CF-style attributes, atomic writes."""
+"""Self-describing NetCDF output (docs/design.md §5): CF-style attributes, atomic writes."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def _check_attrs(obj, where: str):
 
 def write_netcdf(ds: xr.Dataset, path: str | os.PathLike, *, title: str, config: str = "",
                  history: str = "") -> Path:
-    """Write ``ds`` to ``path`` atomically with the global attributes of DESIGN §4.5.
+    """Write ``ds`` to ``path`` atomically with the global attributes of docs/design.md §5.
 
     Every data variable must carry ``long_name`` and ``units``. The file is written to a
     temporary name in the same folder and renamed, so an interrupted write never leaves a

@@ -128,7 +128,7 @@ def curves_figure(conv: xr.Dataset, pde: str, pdf: str | os.PathLike, png: str |
     fig, axes = _panels(len(splits))
     for ax, split in zip(axes, splits, strict=True):
         part = select_split(fam, split)
-        ax.set_yscale("log")  # before plotting (DESIGN §4.4)
+        ax.set_yscale("log")  # before plotting (docs/design.md §4)
         for method in _ordered(part.method.values):
             d = part.sel({"method": method})
             curves = _runs(d[y].values)

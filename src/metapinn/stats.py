@@ -1,4 +1,4 @@
-"""Convergence statistics (DESIGN §4.4): collect, steps-to-threshold, speedups.
+"""Convergence statistics (docs/design.md §4): collect, steps-to-threshold, speedups.
 
 ``collect`` merges the adaptation files into one dataset with dims
 ``(pde, method, seed, task, step)`` (with a ``split`` coordinate on ``task``);

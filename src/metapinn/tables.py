@@ -1,4 +1,4 @@
-"""The speedup table (DESIGN §4.4) as CSV (every column), Markdown and LaTeX (booktabs).
+"""The speedup table (docs/design.md §4) as CSV (every column), Markdown and LaTeX (booktabs).
 
 Rows come from :func:`metapinn.stats.speedup_table`: one per family × split × method.
 A median speedup is marked "≥" when some of its per-task ratios are lower bounds (scratch

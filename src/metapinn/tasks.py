@@ -1,8 +1,8 @@
-"""Tasks: one PDE instance with unknown coefficients and noisy observations (DESIGN §4.1).
+"""Tasks: one PDE instance with unknown coefficients and noisy observations (docs/design.md §2.1).
 
 Every random draw comes from a generator derived from ``(seed, task index, stream)``, so a
 task is the same whatever other tasks are generated with it. The dataset of a family is an
-``xarray.Dataset`` written to ``results/<exp>/tasks/<pde>.nc`` (DESIGN §4.5).
+``xarray.Dataset`` written to ``results/<exp>/tasks/<pde>.nc`` (docs/design.md §5).
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def generate_tasks(pde: PDEFamily, settings: TaskSettings) -> list[Task]:
 
 
 def tasks_to_dataset(pde: PDEFamily, tasks: list[Task], settings: TaskSettings) -> xr.Dataset:
-    """Tasks → the ``tasks/<pde>.nc`` layout of DESIGN §4.5."""
+    """Tasks → the ``tasks/<pde>.nc`` layout of docs/design.md §5."""
     g = pde.grid()
     d0, d1 = pde.grid_dims
     coords = {

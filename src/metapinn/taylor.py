@@ -1,4 +1,4 @@
-"""The research notes' MAML derivation, made executable (DESIGN §4.3).
+"""The research notes' MAML derivation, made executable (docs/design.md §2.4).
 
 With inner SGD φ_{i+1} = φ_i − α L_i'(φ_i), ḡ_i = L_i'(φ_1) and H̄_i = L_i''(φ_1), the
 meta-gradients expand to first order in α as

@@ -1,4 +1,4 @@
-"""Hypernetwork initialisation for inverse problems (DESIGN §4.3).
+"""Hypernetwork initialisation for inverse problems (docs/design.md §2.4).
 
 The unknown θ cannot be the hypernetwork's input, so a permutation-invariant encoder of the
 task's observations {(x, t, u_obs)} (Deep Sets: Zaheer et al., 2017) gives a latent z, and

@@ -2,7 +2,7 @@
 Networks") and first-order MAML, on the shared inner loop.
 
 For one task with support losses L_1..L_{k−1} and query loss L_k, the exact meta-gradient
-through k − 1 inner SGD steps is (DESIGN §4.3)
+through k − 1 inner SGD steps is (docs/design.md §2.4)
 
     g_MAML = d/dφ_1 L_k(φ_k) = ∏_{j=1}^{k−1} (I − α L_j''(φ_j)) · L_k'(φ_k),
 

@@ -44,7 +44,8 @@ class Coefficient:
 
     @property
     def centre(self) -> float:
-        """Prior centre: geometric mean for log-uniform, midpoint for uniform (DESIGN §4.2)."""
+        """Prior centre: geometric mean for log-uniform, midpoint for uniform
+        (docs/design.md §2.2)."""
         if self.log:
             return float(np.sqrt(self.low * self.high))
         return 0.5 * (self.low + self.high)
