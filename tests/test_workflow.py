@@ -113,13 +113,15 @@ def test_case_1_an_edit_reruns_exactly_the_jobs_it_affects(tiny_run):
     original = exp.read_text()
     try:
         # an edit that changes no resolved value (a comment, a value restated): nothing
-        exp.write_text(original.replace("maml: {outer_steps: 2,",
-                                        "maml: {outer_steps: 2,  # restated\n        ")
+        exp.write_text(original.replace("\n    maml: {outer_steps: 2,",
+                                        "\n    maml: {outer_steps: 2,  # restated\n        ")
                        .replace("log_every: 10,", "log_every: 10, lr_decay: 0.1,"))
         assert _planned_jobs(tiny_run) == {}
         # one method's budget: its meta_train and adapt jobs of every family, and what
         # reads them; nothing else
-        exp.write_text(original.replace("maml: {outer_steps: 2,", "maml: {outer_steps: 3,"))
+        exp.write_text(original.replace("\n    maml: {outer_steps: 2,",
+                                        "\n    maml: {outer_steps: 3,"))
+        assert exp.read_text().count("outer_steps: 3") == 1  # maml's, not fomaml's
         jobs = _planned_jobs(tiny_run)
         assert sorted(jobs["meta_train"]) == sorted(jobs["adapt"]) == [
             f"pde={p}, method=maml, seed=0" for p in ("burgers", "cdr", "darcy")]
