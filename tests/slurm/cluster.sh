@@ -184,8 +184,11 @@ EOF
     slurmd -N "$host" || die 1 "slurmd failed to start"
 
     local state="" name limit=$((SECONDS + ${SLURM_TEST_START_TIMEOUT:-60}))
+    local settle=$((SECONDS + 10))
     while ((SECONDS < limit)); do
         for name in munged slurmctld slurmd; do
+            # a daemon writes its pid file after it has forked: give it 10 s to appear
+            if [[ ! -s $dir/run/$name.pid ]] && ((SECONDS < settle)); then continue; fi
             alive "$dir" "$name" || die 1 "$name exited"
         done
         state=$(timeout 5 sinfo -h -N -n "$host" -o %T 2>/dev/null || true)
