@@ -37,7 +37,7 @@ PARTITION = "metapinntest"
 EXPERIMENT = "tiny"
 GPU_RULES = {"meta_train"}
 CANCEL_RULE = "meta_train"
-TIMEOUT_S = 900
+TIMEOUT_S = 1800  # the whole SLURM run; measured 12-15 min on 2 busy cores
 # what cluster.sh starts and what this test calls (Debian: slurm-wlm, slurm-client, munge)
 SLURM_PROGRAMS = ("slurmctld", "slurmd", "munged", "sbatch", "srun", "squeue", "scontrol",
                   "scancel", "sinfo")

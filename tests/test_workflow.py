@@ -9,10 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from metapinn.figures import FAMILY_FIGURES
 from metapinn.meta import METHODS
 from metapinn.ncio import read_netcdf
 from metapinn.pdes import FAMILIES
-from metapinn.plots import FAMILY_FIGURES
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = shutil.which("snakemake")

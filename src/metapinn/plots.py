@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -16,6 +15,7 @@ import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 import xarray as xr  # noqa: E402
 
+from .figures import FAMILY_FIGURES  # noqa: E402
 from .ncio import atomic_write, read_netcdf  # noqa: E402
 from .pdes import FAMILIES  # noqa: E402
 from .registry import titles  # noqa: E402
@@ -53,23 +53,7 @@ Y_LABELS = {
 X_LABELS = {"step": "optimiser step", "wall_time": "adaptation wall time (s)"}
 THRESHOLDS = {"u_rel_l2": "threshold_u_rel_l2", "coef_rel_err_max": "threshold_coef_rel_err"}
 
-@dataclass(frozen=True)
-class FamilyFigure:
-    """One per-family figure: what the report calls it and its axes (``None``: the
-    distribution of steps to threshold)."""
-
-    title: str
-    axes: tuple[str, str] | None
-
-
-# the registry of per-family figures of :func:`family_figures` (file stem → figure); the
-# workflow's outputs and report entries derive from it
-FAMILY_FIGURES = {
-    "convergence": FamilyFigure("u_rel_l2 against step", ("step", "u_rel_l2")),
-    "coef_error": FamilyFigure("coefficient error against step", ("step", "coef_rel_err_max")),
-    "wall_time": FamilyFigure("u_rel_l2 against wall time", ("wall_time", "u_rel_l2")),
-    "steps_to_threshold": FamilyFigure("steps to threshold", None),
-}
+# the registry of per-family figures lives in metapinn.figures (light: the workflow reads it)
 
 
 def _ordered(methods) -> list[str]:

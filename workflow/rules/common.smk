@@ -6,7 +6,7 @@ from pathlib import Path
 from snakemake.utils import min_version, validate
 
 from metapinn.config import ConfigError, compose, digest
-from metapinn.plots import FAMILY_FIGURES
+from metapinn.figures import FAMILY_FIGURES
 
 min_version("9.0")
 
