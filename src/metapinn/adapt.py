@@ -230,17 +230,18 @@ def adapt(params: Params, loss_fn: LossFn, settings: AdaptSettings, *,
     for step in range(settings.steps):
         t0 = time.perf_counter()
         prev = cur
-        lr = [settings.lr_at(step) * f for f in factors]
         if fused is not None:
             size, c2 = opt.scalars(step + 1, settings.lr_at(step))
             cur, moments, parts = fused(cur, moments, scalar(size), scalar(c2))
         elif differentiable:
             g, parts = func_grad(as_dict(cur))
+            lr = [settings.lr_at(step) * f for f in factors]
             cur, state = opt.update(cur, [g[k] for k in names], state, lr, foreach=False)
         else:
             cur = [p.requires_grad_(True) for p in cur]
             parts = loss_fn(as_dict(cur))
             grads = torch.autograd.grad(parts["total"], cur)
+            lr = [settings.lr_at(step) * f for f in factors]
             with torch.no_grad():
                 cur, state = opt.update([p.detach() for p in cur], list(grads), state, lr)
         result.wall_time += time.perf_counter() - t0

@@ -17,6 +17,7 @@ one command's results (the pipeline's rerun trigger and the meta-training checkp
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -280,8 +281,7 @@ def run_config(cfg: DictConfig, command: str | None = None) -> RunConfig:
     if p.coef_lr_factor is not None:  # the family's coefficient parametrisation decides
         adapt = replace(adapt, coef_lr_factor=p.coef_lr_factor)
     try:
-        tasks = TaskSettings(n_train=t.n_train, n_val=t.n_val, n_test=t.n_test,
-                             n_ood=t.n_ood, n_obs=p.n_obs, noise=p.noise, seed=t.seed)
+        tasks = TaskSettings(**dataclasses.asdict(t), n_obs=p.n_obs, noise=p.noise)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     for key in ("seed", "task", "threads"):

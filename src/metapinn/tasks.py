@@ -15,7 +15,7 @@ import xarray as xr
 
 from .ncio import read_netcdf
 from .pdes.base import PDEFamily
-from .settings import SPLITS
+from .settings import SPLITS, TaskSplits
 
 # independent random streams per task
 STREAM_TASK = 0  # coefficients, observation locations, noise
@@ -30,28 +30,20 @@ def rng_for(seed: int, index: int, stream: int) -> np.random.Generator:
 
 
 @dataclass(frozen=True)
-class TaskSettings:
-    """How a family's task dataset is drawn.
+class TaskSettings(TaskSplits):
+    """How a family's task dataset is drawn: the splits (config node ``tasks``, with the
+    dataset seed) and the family's observations.
 
     Args:
-        n_train, n_val, n_test, n_ood: tasks per split (indices run in this order).
         n_obs: observations per task, drawn without replacement from the reference grid.
         noise: Gaussian noise standard deviation relative to std(u_ref).
-        seed: the dataset seed.
     """
 
-    n_train: int = 8
-    n_val: int = 2
-    n_test: int = 4
-    n_ood: int = 2
     n_obs: int = 200
     noise: float = 0.01
-    seed: int = 0
 
     def __post_init__(self):
-        for name in ("n_train", "n_val", "n_test", "n_ood", "n_obs"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"tasks.{name} must be ≥ 0, got {getattr(self, name)}")
+        super().__post_init__()
         if self.n_obs < 1:
             raise ValueError("pde.n_obs must be ≥ 1 (an inverse problem needs observations)")
         if self.noise < 0:
