@@ -222,3 +222,22 @@ def test_traceable_update_is_the_fused_update(name):
         traced, moments = opt.apply(traced, grads, moments, scalar(step), scalar(c2), factors)
         for a, b in zip(fused, traced, strict=True):
             assert torch.allclose(a, b, rtol=1e-13, atol=1e-15)
+
+
+def test_a_step_that_cannot_compile_falls_back_to_eager(caplog):
+    """Where torch.compile fails (here: a loss that leaves the graph for a Python number),
+    the run warns and takes the eager step, giving the eager run's result."""
+    A, b, loss_fn = _quadratic()
+
+    def leaky(p):
+        if float(p["x"].detach().sum()) > 1e9:  # data-dependent Python control flow: no full graph
+            return {"total": p["x"].sum()}
+        return loss_fn(p)
+
+    s = AdaptSettings(steps=20, lr=0.05, log_every=10, compile=True)
+    with caplog.at_level("WARNING", logger="metapinn"):
+        r = adapt({"x": torch.ones(5, dtype=torch.float64)}, leaky, s)
+    assert "torch.compile failed" in caplog.text and r.compile_time == 0
+    eager = adapt({"x": torch.ones(5, dtype=torch.float64)}, loss_fn,
+                  AdaptSettings(steps=20, lr=0.05, log_every=10, compile=False))
+    assert torch.allclose(r.params["x"], eager.params["x"], rtol=1e-12)

@@ -12,7 +12,7 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -21,7 +21,7 @@ import torch
 import xarray as xr
 from tqdm.auto import tqdm
 
-from .loss import solution
+from .loss import TaskData, solution, stack
 from .nets import Params
 from .pdes.base import PDEFamily
 from .settings import AdaptSettings
@@ -30,6 +30,7 @@ from .tasks import Task
 log = logging.getLogger("metapinn")
 
 LossFn = Callable[[Params], dict[str, torch.Tensor]]
+BatchLossFn = Callable[[Params, TaskData], dict[str, torch.Tensor]]
 
 
 # ----- functional optimisers -------------------------------------------------------------
@@ -114,6 +115,51 @@ def compiled_step(loss_fn: LossFn, opt: Optimizer, names: list[str], factors: li
     return torch.compile(step, fullgraph=True, dynamic=False)
 
 
+def batched_step(loss_fn: BatchLossFn, opt: Optimizer, names: list[str], factors: list[float]):
+    """The step of :func:`compiled_step` for T tasks at once: ``vmap`` of the loss's
+    gradient and of :meth:`Optimizer.apply` over stacked parameters, moments, step sizes
+    (one per task) and task data: ``(tensors, moments, step (T,), c2, data) -> (tensors,
+    moments, parts)``. The gradient of each task's own loss is its serial gradient, so
+    every task follows its serial trajectory."""
+
+    def total_and_parts(tensors, data):
+        parts = loss_fn(dict(zip(names, tensors, strict=True)), data)
+        return parts["total"], parts
+
+    grad_fn = torch.func.vmap(torch.func.grad(total_and_parts, has_aux=True))
+    update = torch.func.vmap(opt.apply, in_dims=(0, 0, 0, 0, None, None))
+
+    def step(tensors, moments, step_size, c2, data):
+        grads, parts = grad_fn(tensors, data)
+        tensors, moments = update(tensors, grads, moments, step_size, c2, factors)
+        return tensors, moments, parts
+
+    return step
+
+
+def _warm_up(compiled, eager, args, like: torch.Tensor):
+    """Call the compiled step once (it compiles, or loads from the Inductor cache) and
+    time it: ``(step, seconds)``. Where compiling fails (no working compiler toolchain on
+    the machine, an operator the backend lacks), warn and return ``(eager, 0)``."""
+    t0 = _now(like)
+    try:
+        compiled(*args)
+    except Exception as err:  # noqa: BLE001 - whatever the backend raises, eager still works
+        first = str(err).strip().splitlines()
+        log.warning("torch.compile failed (%s: %s); using the eager step (set "
+                    "adapt.compile=false to skip the attempt)", type(err).__name__,
+                    first[0] if first else "")
+        return eager, 0.0
+    return compiled, _now(like) - t0
+
+
+def _now(like: torch.Tensor) -> float:
+    """A clock reading after the device has finished the queued work (CUDA is async)."""
+    if like.is_cuda:
+        torch.cuda.synchronize(like.device)
+    return time.perf_counter()
+
+
 # ----- evaluation against the reference -------------------------------------------------
 class Evaluator:
     """u_rel_l2 on the reference grid and the coefficient errors of a parameter dict."""
@@ -196,17 +242,11 @@ def adapt(params: Params, loss_fn: LossFn, settings: AdaptSettings, *,
     ticker = _Ticker(total, progress, label)
 
     def record(step, parts, tensors):
-        rec = {"step": step, "wall_time": result.wall_time}
-        rec.update({("loss" if k == "total" else f"loss_{k}"): float(v) for k, v in parts.items()})
-        if evaluate is not None:
-            rec.update(evaluate(as_dict(tensors)))
-        result.records.append(rec)
+        rec = _record(result, step, parts, evaluate, as_dict(tensors))
         ticker.note(step, rec["loss"])
-        if not all(np.isfinite(rec[k]).all() for k in ("loss", "u_rel_l2", "coef") if k in rec):
-            result.diverged_at = step
 
     def logged(step):
-        return step % settings.log_every == 0 or step == total
+        return _logged(step, settings)
 
     # first-order phase: functional updates. Differentiable mode takes the gradient with
     # torch.func.grad, so the whole loop composes with vmap over tasks and with an outer grad.
@@ -224,11 +264,10 @@ def adapt(params: Params, loss_fn: LossFn, settings: AdaptSettings, *,
         fused = compiled_step(loss_fn, opt, names, factors)
         moments = state[1:] if opt.name == "adam" else ()
         scalar = partial(torch.tensor, dtype=cur[0].dtype, device=cur[0].device)
-        t0 = time.perf_counter()  # compile (or load from the Inductor cache) before timing
-        fused([p.clone() for p in cur], moments, scalar(0.0), scalar(1.0))
-        result.compile_time = time.perf_counter() - t0
+        fused, result.compile_time = _warm_up(  # compile before timing
+            fused, None, ([p.clone() for p in cur], moments, scalar(0.0), scalar(1.0)), cur[0])
     for step in range(settings.steps):
-        t0 = time.perf_counter()
+        t0 = _now(cur[0])
         prev = cur
         if fused is not None:
             size, c2 = opt.scalars(step + 1, settings.lr_at(step))
@@ -244,7 +283,7 @@ def adapt(params: Params, loss_fn: LossFn, settings: AdaptSettings, *,
             lr = [settings.lr_at(step) * f for f in factors]
             with torch.no_grad():
                 cur, state = opt.update([p.detach() for p in cur], list(grads), state, lr)
-        result.wall_time += time.perf_counter() - t0
+        result.wall_time += _now(cur[0]) - t0
         if keep_trajectory:
             gl = [g[k] for k in names] if differentiable else grads
             result.trajectory.append((as_dict([p.detach() for p in prev]),
@@ -289,15 +328,140 @@ def adapt(params: Params, loss_fn: LossFn, settings: AdaptSettings, *,
         with torch.no_grad():
             final = eager_loss(as_dict(cur))
         record(total, final, cur)
-    if result.diverged_at is not None:  # the rest of the log: NaN, so every run has one grid
-        last = result.records[-1]
-        nan = {k: (np.full_like(v, np.nan, dtype=float) if isinstance(v, np.ndarray)
-                   else float("nan")) for k, v in last.items()}
-        result.records += [dict(nan, step=s, wall_time=last["wall_time"])
-                           for s in range(result.diverged_at + 1, total + 1) if logged(s)]
+    _pad_diverged(result, settings)
     ticker.close()
     result.params = as_dict(cur)
     return result
+
+
+def adapt_batch(params: Sequence[Params], loss_fn: BatchLossFn, data: Sequence[TaskData],
+                settings: AdaptSettings, *, lrs: Sequence[float] | None = None,
+                evaluate: Sequence[Callable[[Params], dict] | None] | None = None,
+                progress: bool | None = None, label: str = "") -> list[AdaptResult]:
+    """:func:`adapt` for T tasks at once, as one ``vmap`` program (the GPU path).
+
+    Task ``i`` starts from ``params[i]`` with learning rate ``lrs[i]`` (default
+    ``settings.lr``; the schedule scales each) and its own optimiser state, and follows the
+    trajectory :func:`adapt` gives it alone, up to round-off. Its log, divergence flag and
+    NaN padding are those of :func:`adapt`: a task whose loss or error becomes non-finite
+    stops being logged (its row is NaN from there on) while the others go on. Every task
+    needs the same point counts (true within a family).
+
+    Args:
+        params: one initial parameter dict per task (the same dict may repeat).
+        loss_fn: ``(params, data) -> loss parts`` of one task (e.g. :func:`loss.loss_parts`
+            with the family and weights bound); it runs under ``vmap``.
+        data: one task-data dict per task.
+        settings: as for :func:`adapt`; ``lbfgs_steps`` must be 0. With ``compile`` the
+            batched step is one ``torch.compile``d function.
+        lrs: learning rate per task.
+        evaluate: per task, ``params -> errors`` (or ``None``), called at logged steps.
+
+    Returns:
+        One :class:`AdaptResult` per task. ``wall_time`` is the batch's elapsed time
+        divided by T: each task's share of the program that adapted them all.
+    """
+    n = len(params)
+    if n == 0 or len(data) != n:
+        raise ValueError(f"adapt_batch needs one data dict per initialisation, got {n} "
+                         f"initialisations and {len(data)} data dicts")
+    if settings.lbfgs_steps:
+        raise ValueError("L-BFGS steps are not batched; set lbfgs_steps=0 or adapt the "
+                         "tasks one by one")
+    base = np.full(n, settings.lr) if lrs is None else np.asarray(lrs, dtype=float)
+    if base.shape != (n,) or not (base > 0).all():
+        raise ValueError(f"lrs must hold one positive learning rate per task, got {lrs}")
+    evaluate = [None] * n if evaluate is None else list(evaluate)
+    names = list(params[0])
+    stacked = stack([{k: p[k].detach() for k in names} for p in params])
+    cur = [stacked[k] for k in names]
+    batch_data = stack(list(data))
+    tensor = partial(torch.as_tensor, dtype=cur[0].dtype, device=cur[0].device)
+    opt = Optimizer(settings.optimizer)
+    moments = opt.init(cur)[1:]
+    factors = [settings.coef_lr_factor if k == "coef" else 1.0 for k in names]
+    step_fn = batched_step(loss_fn, opt, names, factors)
+    results = [AdaptResult(params={}) for _ in range(n)]
+    if settings.compile:
+        step_fn, seconds = _warm_up(
+            torch.compile(step_fn, fullgraph=True, dynamic=False), step_fn,
+            ([p.clone() for p in cur], moments, tensor(np.zeros(n)), tensor(1.0), batch_data),
+            cur[0])
+        for r in results:
+            r.compile_time = seconds
+
+    def task(tensors, i):
+        return {k: t[i] for k, t in zip(names, tensors, strict=True)}
+
+    def record(step, parts, tensors, live):
+        losses = []
+        for i in list(live):
+            rec = _record(results[i], step, {k: v[i] for k, v in parts.items()}, evaluate[i],
+                          task(tensors, i))
+            losses.append(rec["loss"])
+            if results[i].diverged_at is not None:
+                live.remove(i)
+        ticker.note(step, float(np.nanmedian(losses)) if np.isfinite(losses).any() else np.nan)
+
+    ticker = _Ticker(settings.steps, progress, label)
+    live, elapsed = list(range(n)), 0.0
+    for step in range(settings.steps):
+        t0 = _now(cur[0])
+        size, c2 = opt.scalars(step + 1, base * settings.decay_at(step))
+        new, moments, parts = step_fn(cur, moments, tensor(size), tensor(c2), batch_data)
+        elapsed += _now(cur[0]) - t0
+        for r in results:
+            r.wall_time = elapsed / n
+        if _logged(step, settings):
+            was = set(live)
+            record(step, {k: v.detach() for k, v in parts.items()}, cur, live)
+            for i in was - set(live):  # diverged here: keep what adapt() would return
+                results[i].params = {k: v.detach().clone() for k, v in task(new, i).items()}
+        cur = new
+        ticker.tick()
+        if not live:
+            break
+    cur = [t.detach() for t in cur]
+    if live:
+        with torch.no_grad():
+            final = torch.func.vmap(
+                lambda ts, d: loss_fn(dict(zip(names, ts, strict=True)), d))(cur, batch_data)
+        record(settings.steps, final, cur, live)
+    for i, r in enumerate(results):
+        if not r.params:
+            r.params = {k: v.clone() for k, v in task(cur, i).items()}
+        _pad_diverged(r, settings)
+    ticker.close()
+    return results
+
+
+def _logged(step: int, settings: AdaptSettings) -> bool:
+    return step % settings.log_every == 0 or step == settings.total_steps
+
+
+def _record(result: AdaptResult, step: int, parts: dict, evaluate, params: Params) -> dict:
+    """Append the log record of ``step`` (loss parts, then ``evaluate(params)``) to
+    ``result``; a non-finite loss or error sets ``result.diverged_at``."""
+    rec = {"step": step, "wall_time": result.wall_time}
+    rec.update({("loss" if k == "total" else f"loss_{k}"): float(v) for k, v in parts.items()})
+    if evaluate is not None:
+        rec.update(evaluate(params))
+    result.records.append(rec)
+    if not all(np.isfinite(rec[k]).all() for k in ("loss", "u_rel_l2", "coef") if k in rec):
+        result.diverged_at = step
+    return rec
+
+
+def _pad_diverged(result: AdaptResult, settings: AdaptSettings) -> None:
+    """After a divergence, the rest of the log is NaN, so that every run has one step grid."""
+    if result.diverged_at is None:
+        return
+    last = result.records[-1]
+    nan = {k: (np.full_like(v, np.nan, dtype=float) if isinstance(v, np.ndarray)
+               else float("nan")) for k, v in last.items()}
+    result.records += [dict(nan, step=s, wall_time=last["wall_time"])
+                       for s in range(result.diverged_at + 1, settings.total_steps + 1)
+                       if _logged(s, settings)]
 
 
 class _Ticker:

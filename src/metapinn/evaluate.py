@@ -8,13 +8,16 @@ steps) is gathered into ``results/<exp>/adapt/<pde>/<method>/seed<s>.nc``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
+import torch
 import xarray as xr
 
-from .adapt import AdaptResult, Evaluator, adapt, adapt_history
+from .adapt import AdaptResult, Evaluator, adapt, adapt_batch, adapt_history
 from .loss import loss_parts
 from .meta.base import load_init
 from .ncio import read_netcdf, write_netcdf
@@ -52,9 +55,7 @@ def solve_task(rc: RunConfig, task: Task, init_fn, label: str = "",
     evaluate = Evaluator(rc.pde, task, rc.dtype, rc.device) if task.u_ref.size else None
     result = adapt(params0, lambda p: loss_parts(p, data, rc.pde, rc.weights), rc.adapt,
                    evaluate=evaluate, label=label)
-    if result.compile_time > 0.1:  # the first solve of a process compiles the step
-        log.info("%s: training step compiled in %.1f s (not counted in wall_time)",
-                 label or rc.pde.name, result.compile_time)
+    _log_compile(rc, result, label)
     if strict and result.diverged_at is not None:
         raise FloatingPointError(
             f"{label or rc.pde.name}: the loss or error became non-finite by step "
@@ -62,6 +63,41 @@ def solve_task(rc: RunConfig, task: Task, init_fn, label: str = "",
             f"{rc.adapt.optimizer}, adapt.lr={rc.adapt.lr:g}); lower adapt.lr, or check the "
             f"initialisation and the observations")
     return result
+
+
+def batched(rc: RunConfig) -> bool:
+    """Whether ``adapt-tasks`` and ``tune-lr`` adapt their tasks together
+    (:func:`solve_batch`): ``adapt.batch``, by default on CUDA only; never with L-BFGS."""
+    if rc.adapt.lbfgs_steps:
+        if rc.adapt.batch:
+            log.info("adapt.batch ignored: runs with L-BFGS steps are adapted one by one")
+        return False
+    if rc.adapt.batch is not None:
+        return rc.adapt.batch
+    return torch.device(rc.device).type == "cuda"
+
+
+def solve_batch(rc: RunConfig, tasks: Sequence[Task], init_fn, lrs: Sequence[float] | None = None,
+                label: str = "") -> list[AdaptResult]:
+    """:func:`solve_task` (without ``strict``) for many tasks at once, as one ``vmap``
+    program (:func:`metapinn.adapt.adapt_batch`); ``lrs`` gives each run its own learning
+    rate (default ``rc.adapt.lr``). A task may appear more than once (the tune-lr grid)."""
+    datas = [task_tensors(rc.pde, t, rc.n_collocation, rc.n_boundary, rc.seed, rc.dtype,
+                          rc.device) for t in tasks]
+    params = [init_fn(d) if callable(init_fn) else init_fn for d in datas]
+    evaluate = [Evaluator(rc.pde, t, rc.dtype, rc.device) if t.u_ref.size else None
+                for t in tasks]
+    log.info("%s: adapting %d runs at once (adapt.batch)", label or rc.pde.name, len(tasks))
+    results = adapt_batch(params, partial(loss_parts, pde=rc.pde, weights=rc.weights), datas,
+                          rc.adapt, lrs=lrs, evaluate=evaluate, label=label)
+    _log_compile(rc, results[0], label)
+    return results
+
+
+def _log_compile(rc: RunConfig, result: AdaptResult, label: str) -> None:
+    if result.compile_time > 0.1:  # the first solve of a process compiles the step
+        log.info("%s: training step compiled in %.1f s (not counted in wall_time)",
+                 label or rc.pde.name, result.compile_time)
 
 
 def diverged_flags(runs: list[AdaptResult]) -> np.ndarray:
@@ -90,20 +126,27 @@ def solve_tasks(rc: RunConfig, tasks_file: str | Path, method: str, out: str | P
     if not indices:
         raise ValueError(f"{tasks_file} has no tasks in splits {list(splits)}")
     init_fn = initialiser(rc, init, method)
-    runs, results = [], []
-    for n, i in enumerate(indices):
-        task = task_from_dataset(ds, i)
-        label = f"{rc.pde.name}/{method}/seed{rc.seed} task {i} ({n + 1}/{len(indices)})"
-        result = solve_task(rc, task, init_fn, label=label, strict=False)
+    tasks = [task_from_dataset(ds, i) for i in indices]
+    name = f"{rc.pde.name}/{method}/seed{rc.seed}"
+    labels = [f"{name} task {i} ({n + 1}/{len(indices)})" for n, i in enumerate(indices)]
+
+    def report(label, result):
         last = result.records[-1]
         if result.diverged_at is not None:
             log.warning("%s: DIVERGED (non-finite loss or error) by step %d; the task is "
                         "marked and the others go on", label, result.diverged_at)
-        else:
+        elif "u_rel_l2" in last:
             log.info("%s: u_rel_l2 %.3e, coef_rel_err %s, %.1f s", label, last["u_rel_l2"],
                      np.array2string(last["coef_rel_err"], precision=3), result.wall_time)
-        runs.append(task_history(rc, task, result))
-        results.append(result)
+        return result
+
+    if batched(rc):
+        results = [report(label, r) for label, r in
+                   zip(labels, solve_batch(rc, tasks, init_fn, label=name), strict=True)]
+    else:
+        results = [report(label, solve_task(rc, task, init_fn, label=label, strict=False))
+                   for task, label in zip(tasks, labels, strict=True)]
+    runs = [task_history(rc, task, r) for task, r in zip(tasks, results, strict=True)]
     out_ds = xr.concat(runs, dim="task")
     diverged = diverged_flags(results)
     out_ds["diverged"] = ("task", diverged, {"long_name": "1 if the run diverged (non-finite "
@@ -140,10 +183,17 @@ def tune_scratch_lr(rc: RunConfig, tasks_file: str | Path, lrs, out: str | Path,
     loss = np.full_like(u, np.nan)
     diverged = np.zeros(u.shape, dtype=np.int8)
     init_fn = initialiser(rc)
-    for a, lr in enumerate(lrs):
-        rc_lr = replace(rc, adapt=replace(rc.adapt, lr=lr))
-        for b, i in enumerate(idx):
-            result = solve_task(rc_lr, task_from_dataset(ds, i), init_fn, strict=False)
+    tasks = [task_from_dataset(ds, i) for i in idx]
+    if batched(rc):  # the whole (lr × task) grid as one program
+        flat = solve_batch(rc, [t for _ in lrs for t in tasks], init_fn,
+                           lrs=[lr for lr in lrs for _ in tasks],
+                           label=f"{rc.pde.name} tune-lr")
+        rows = (flat[a * len(tasks):(a + 1) * len(tasks)] for a in range(len(lrs)))
+    else:  # lazily, row by row, so that the log follows the runs
+        rows = ([solve_task(replace(rc, adapt=replace(rc.adapt, lr=lr)), t, init_fn,
+                            strict=False) for t in tasks] for lr in lrs)
+    for a, (lr, row) in enumerate(zip(lrs, rows, strict=True)):
+        for b, result in enumerate(row):
             last = result.records[-1]
             u[a, b], loss[a, b] = last["u_rel_l2"], last["loss"]
             diverged[a, b] = result.diverged_at is not None

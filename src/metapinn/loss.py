@@ -82,6 +82,12 @@ def loss_parts(params: Params, data: TaskData, pde: PDEFamily,
     return parts
 
 
+def stack(datas: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Stack dicts of tensors (task data, parameter dicts) along a new leading dim, for
+    ``vmap`` over tasks."""
+    return {k: torch.stack([d[k] for d in datas]) for k in datas[0]}
+
+
 def task_loss(params: Params, data: TaskData, pde: PDEFamily,
               weights: LossWeights) -> torch.Tensor:
     """The scalar task loss L_τ (see :func:`loss_parts`)."""

@@ -54,6 +54,11 @@ class AdaptSettings:
             (``benchmarks/step_time.py``), for a compile of ~5–10 s per process with a warm
             Inductor cache (about a minute cold). It pays from about a thousand steps per
             process; ``false`` keeps the eager step (the ``tiny`` test experiment does).
+        batch: adapt the tasks of an ``adapt-tasks`` job, or the (learning rate × task)
+            grid of ``tune-lr``, together as one ``torch.func.vmap`` program
+            (:func:`metapinn.adapt.adapt_batch`); each task keeps its own learning rate,
+            optimiser state, log and divergence flag. ``null`` (default): batched on CUDA,
+            one task after another on the CPU. Runs with ``lbfgs_steps`` are never batched.
     """
 
     steps: int = 5000
@@ -64,6 +69,7 @@ class AdaptSettings:
     log_every: int = 100
     coef_lr_factor: float = 10.0
     compile: bool = True
+    batch: bool | None = None
 
     def __post_init__(self):
         _at_least("adapt", 0, steps=self.steps, lbfgs_steps=self.lbfgs_steps)
@@ -79,8 +85,12 @@ class AdaptSettings:
     def total_steps(self) -> int:
         return self.steps + self.lbfgs_steps
 
+    def decay_at(self, step: int) -> float:
+        """The schedule's factor at ``step``: the learning rate is ``lr * decay_at(step)``."""
+        return self.lr_decay ** (step / max(self.steps, 1))
+
     def lr_at(self, step: int) -> float:
-        return self.lr * self.lr_decay ** (step / max(self.steps, 1))
+        return self.lr * self.decay_at(step)
 
 
 @dataclass(frozen=True)

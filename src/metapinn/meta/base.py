@@ -27,7 +27,7 @@ from torch.func import vmap
 
 from ..adapt import adapt
 from ..errors import ConfigError
-from ..loss import TaskData, loss_parts
+from ..loss import TaskData, loss_parts, stack
 from ..nets import Params, scratch_params
 from ..runconfig import RunConfig
 from ..settings import AdaptSettings, MethodSettings
@@ -99,11 +99,6 @@ def meta_task(rc: RunConfig, task: Task, seed: int) -> MetaTask:
     query = dict(query_pts, obs_points=full["obs_points"][q_idx],
                  obs_values=full["obs_values"][q_idx])
     return MetaTask(task, support, query, full)
-
-
-def stack(datas: list[TaskData]) -> TaskData:
-    """Stack task dicts along a new leading dim (for vmap)."""
-    return {k: torch.stack([d[k] for d in datas]) for k in datas[0]}
 
 
 def params_like(params: Params) -> Params:
