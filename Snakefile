@@ -26,6 +26,8 @@ localrules:
     meta_training_figure,
     speedup_overview,
     tables,
+    threshold_sweep,
+    amortised_cost,
 
 
 rule all:

@@ -71,7 +71,8 @@ def problem(size: str, n_tasks: int, device: str):
     """Run config, initialisation, task data and loss of ``n_tasks`` Burgers tasks."""
     rc = run_config(compose(["pde=burgers", *SIZES[size], "pde.n_boundary=200",
                              "pde.n_obs=200", "dtype=float32", f"device={device}"]))
-    tasks = [make_task(rc.pde, i, TaskSettings(n_obs=200)) for i in range(n_tasks)]
+    ts = TaskSettings(n_train=n_tasks, n_obs=200)  # enough task indices for any T
+    tasks = [make_task(rc.pde, i, ts) for i in range(n_tasks)]
     data = [task_tensors(rc.pde, t, rc.n_collocation, rc.n_boundary, 0, rc.dtype, rc.device)
             for t in tasks]
     return rc, scratch_params(rc, 0), data, partial(loss_parts, pde=rc.pde, weights=rc.weights)

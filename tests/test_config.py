@@ -65,9 +65,11 @@ def test_case_3_no_is_false_everywhere():
 
 
 def test_case_4_dict_overrides_merge_with_the_experiment_and_the_command_line_wins():
-    rc = run_config(compose(["experiment=quick", "pde.threshold={u_rel_l2:0.1}"]))
-    # quick sets burgers to 0.07 / 0.35: the command line's u bound wins, coef stays merged
-    assert (rc.threshold_u, rc.threshold_coef) == (0.1, 0.35)
+    rc = run_config(compose(["experiment=quick", "pde.threshold={u_rel_l2:0.1,coef_rel_err:0.3}"]))
+    assert (rc.threshold_u, rc.threshold_coef) == (0.1, 0.3)
+    # thresholds are both fixed by hand or both from the val runs, never half and half
+    with pytest.raises(ConfigError, match="set both u_rel_l2 and coef_rel_err, or neither"):
+        run_config(compose(["experiment=quick", "pde.threshold={u_rel_l2:0.1}"]))
     cfg = compose(["experiment=quick", "pde=darcy", "pde.weights={data:10}"])
     assert dict(cfg.pde.weights) == {"residual": 1.0, "boundary": 1.0, "data": 10.0}
     assert "u_rel_l2:0.1" not in OmegaConf.to_yaml(compose(["experiment=quick",
@@ -119,7 +121,8 @@ def test_digests_change_with_exactly_the_settings_a_command_reads():
                              "tasks_file=t.nc", "method.outer_steps=20"])  # 20 is quick's
     budget = _digests(["experiment=quick", "method=maml", "method.outer_steps=25"])
     assert {c for c in base if base[c] != budget[c]} == {"meta-train", "adapt-tasks"}
-    threshold = _digests(["experiment=quick", "method=maml", "pde.threshold.u_rel_l2=0.2"])
+    threshold = _digests(["experiment=quick", "method=maml",
+                          "pde.threshold={u_rel_l2:0.2,coef_rel_err:0.3}"])
     assert {c for c in base if base[c] != threshold[c]} == {"adapt-tasks"}
     noise = _digests(["experiment=quick", "method=maml", "pde.noise=0.02"])
     assert {c for c in base if base[c] != noise[c]} == set(DIGEST_KEYS)

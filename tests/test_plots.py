@@ -6,11 +6,14 @@ import xarray as xr
 
 from metapinn.ncio import write_netcdf
 from metapinn.plots import (
+    AMORTISED_N,
     FAMILY_FIGURES,
+    amortised_cost_outputs,
     family_figures,
     meta_training_figure,
     speedup_overview_figure,
     taylor_figure,
+    threshold_sweep_figure,
 )
 
 STEPS = np.arange(0, 501, 50)
@@ -88,3 +91,23 @@ def test_taylor_figure_is_reproducible(tmp_path):
     taylor_figure(nc, tmp_path / "t1.pdf", tmp_path / "t1.png")
     taylor_figure(nc, tmp_path / "t2.pdf", tmp_path / "t2.png")
     assert (tmp_path / "t1.pdf").read_bytes() == (tmp_path / "t2.pdf").read_bytes()
+
+
+def test_threshold_sweep_and_amortised_cost_outputs(tmp_path):
+    """Both read NetCDF only and are byte-identical when redrawn; the cost table has a row
+    per family × split × method × N, and maml (3× faster) gains on scratch with N."""
+    conv = _convergence(tmp_path / "conv.nc")
+    hist = [_history(tmp_path / f"h_{p}.nc", p, "maml") for p in ("burgers", "darcy")]
+    for run in ("a", "b"):
+        threshold_sweep_figure(conv, tmp_path / f"s{run}.pdf", tmp_path / f"s{run}.png")
+        cost = amortised_cost_outputs(conv, hist, tmp_path / f"c{run}.csv",
+                                      tmp_path / f"c{run}.pdf", tmp_path / f"c{run}.png")
+    for name in ("s", "c"):
+        assert (tmp_path / f"{name}a.png").read_bytes() == (tmp_path / f"{name}b.png").read_bytes()
+    assert len(cost) == 2 * 2 * 2 * len(AMORTISED_N)
+    test = cost[(cost.pde == "burgers") & (cost.split == "test")]
+    maml = test[test.method == "maml"].set_index("n_tasks")
+    scratch = test[test.method == "scratch"].set_index("n_tasks").total_s
+    # 2 s of meta-training (the history), then N × the mean time to threshold
+    assert maml.total_s[1] == pytest.approx(2.0 + maml.mean_adapt_s[1])
+    assert (maml.total_s - scratch).is_monotonic_decreasing and maml.total_s[1000] < scratch[1000]

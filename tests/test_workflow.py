@@ -36,10 +36,11 @@ def _job_counts(stdout):
 
 PER_FAMILY = {"generate_tasks": 1, "tune_scratch_lr": 1, "taylor_check": 1, "family_figures": 1,
               "meta_training_figure": 1}
-ONCE = {"collect": 1, "speedup_overview": 1, "tables": 1, "all": 1}
+ONCE = {"collect": 1, "speedup_overview": 1, "threshold_sweep": 1, "amortised_cost": 1,
+        "tables": 1, "all": 1}
 
 
-@pytest.mark.parametrize("experiment, seeds", [("quick", 1), ("paper", 3)])
+@pytest.mark.parametrize("experiment, seeds", [("quick", 1), ("paper", 5)])
 def test_dry_run_job_counts(tmp_path, experiment, seeds):
     r = _snakemake(tmp_path, "-n", "--cores", "1", "--config", f"experiment={experiment}")
     assert r.returncode == 0, r.stderr
@@ -127,7 +128,8 @@ def test_case_1_an_edit_reruns_exactly_the_jobs_it_affects(tiny_run):
             f"pde={p}, method=maml, seed=0" for p in ("burgers", "cdr", "darcy")]
         assert {r: len(w) for r, w in jobs.items() if r not in ("meta_train", "adapt")} == {
             "collect": 1, "family_figures": 3, "meta_training_figure": 3,
-            "speedup_overview": 1, "tables": 1, "all": 1}
+            "speedup_overview": 1, "threshold_sweep": 1, "amortised_cost": 1, "tables": 1,
+            "all": 1}
     finally:
         exp.write_text(original)
     # moving the checkout with its results reruns nothing
@@ -166,21 +168,30 @@ def test_tiny_pipeline_end_to_end(tiny_run):
         bench = tmp_path / "logs" / "tiny" / "benchmark" / "adapt" / pde / "maml" / "seed0.tsv"
         assert "max_rss" in bench.read_text()
     _assert_figure(out / "figures" / "speedup_overview")
+    _assert_figure(out / "figures" / "threshold_sweep")
     tune = read_netcdf(out / "tune" / "burgers.nc")
-    assert tune.attrs["best_lr"] in (0.001, 0.01) and tune.u_rel_l2.dims == ("lr", "task")
+    assert tune.u_rel_l2.dims == ("lr", "task")
+    # the grid grew until its best rate was interior (or says it could not)
+    assert tune.lr.values.min() < tune.attrs["best_lr"] < tune.lr.values.max() or \
+        tune.attrs["grid_capped"] == 1
     assert f"adaptation learning rate {tune.attrs['best_lr']:.3g}" in (
         tmp_path / "logs" / "tiny" / "adapt" / "burgers" / "maml" / "seed0.log").read_text()
     conv = read_netcdf(out / "convergence.nc")
-    assert dict(conv.sizes) == {"pde": 3, "method": 8, "seed": 1, "task": 3, "step": 3}
+    # every step of the 20 is logged: dense early (every step to 10, then ≤ 10 % apart)
+    assert dict(conv.sizes) == {"pde": 3, "method": len(METHODS), "seed": 1, "task": 3,
+                                "step": 21}
+    # the thresholds come from the val runs of tune-lr, by its rule
+    assert float(conv.threshold_u_rel_l2.sel(pde="burgers")) == pytest.approx(
+        tune.attrs["val_threshold_u_rel_l2"])
     assert list(conv.method.values) == list(METHODS)  # the registry's order
     assert conv.u_rel_l2.dims == ("pde", "method", "seed", "task", "step")
     assert list(conv.split.values) == ["test", "test", "ood"]
-    assert list(conv.step.values) == [0, 10, 20]
+    assert list(conv.step.values) == list(range(21))
     for name in ("u_rel_l2", "coef_rel_err_max", "wall_time", "loss"):
         assert {"long_name", "units"} <= set(conv[name].attrs), name
     assert {"title", "source", "created", "history"} <= set(conv.attrs)
     table = pd.read_csv(out / "tables" / "speedup.csv")
-    assert len(table) == 3 * 2 * 8  # family × split × method
+    assert len(table) == 3 * 2 * len(METHODS)  # family × split × method
     assert set(map(tuple, table[["pde", "split", "method"]].values)) == {
         (p, s, m) for p in FAMILIES for s in ("test", "ood") for m in methods}
     assert (table[table.method == "scratch"].speedup == 1.0).all()

@@ -206,7 +206,8 @@ def adapt(params: Params, loss_fn: LossFn, settings: AdaptSettings, *,
         params: initial parameter dict (network + ``"coef"``); not modified.
         loss_fn: params → dict of loss parts with ``"total"`` (e.g. :func:`loss.loss_parts`).
         settings: optimiser, steps, schedule, logging interval.
-        evaluate: params → errors against the reference, called every ``log_every`` steps
+        evaluate: params → errors against the reference, called at the logged steps
+            (:meth:`AdaptSettings.log_steps`)
             (its time is excluded from ``wall_time``). ``None`` logs losses only.
         differentiable: keep the graph through every update (MAML); the returned params
             are then functions of the input params. L-BFGS is refused in this mode.
@@ -245,8 +246,7 @@ def adapt(params: Params, loss_fn: LossFn, settings: AdaptSettings, *,
         rec = _record(result, step, parts, evaluate, as_dict(tensors))
         ticker.note(step, rec["loss"])
 
-    def logged(step):
-        return _logged(step, settings)
+    logged = _log_schedule(settings)
 
     # first-order phase: functional updates. Differentiable mode takes the gradient with
     # torch.func.grad, so the whole loop composes with vmap over tasks and with an outer grad.
@@ -404,6 +404,7 @@ def adapt_batch(params: Sequence[Params], loss_fn: BatchLossFn, data: Sequence[T
         ticker.note(step, float(np.nanmedian(losses)) if np.isfinite(losses).any() else np.nan)
 
     ticker = _Ticker(settings.steps, progress, label)
+    logged = _log_schedule(settings)
     live, elapsed = list(range(n)), 0.0
     for step in range(settings.steps):
         t0 = _now(cur[0])
@@ -412,7 +413,7 @@ def adapt_batch(params: Sequence[Params], loss_fn: BatchLossFn, data: Sequence[T
         elapsed += _now(cur[0]) - t0
         for r in results:
             r.wall_time = elapsed / n
-        if _logged(step, settings):
+        if logged(step):
             was = set(live)
             record(step, {k: v.detach() for k, v in parts.items()}, cur, live)
             for i in was - set(live):  # diverged here: keep what adapt() would return
@@ -435,8 +436,9 @@ def adapt_batch(params: Sequence[Params], loss_fn: BatchLossFn, data: Sequence[T
     return results
 
 
-def _logged(step: int, settings: AdaptSettings) -> bool:
-    return step % settings.log_every == 0 or step == settings.total_steps
+def _log_schedule(settings: AdaptSettings):
+    """``step -> whether it is logged`` (:meth:`AdaptSettings.log_steps`)."""
+    return frozenset(settings.log_steps()).__contains__
 
 
 def _record(result: AdaptResult, step: int, parts: dict, evaluate, params: Params) -> dict:
@@ -460,8 +462,7 @@ def _pad_diverged(result: AdaptResult, settings: AdaptSettings) -> None:
     nan = {k: (np.full_like(v, np.nan, dtype=float) if isinstance(v, np.ndarray)
                else float("nan")) for k, v in last.items()}
     result.records += [dict(nan, step=s, wall_time=last["wall_time"])
-                       for s in range(result.diverged_at + 1, settings.total_steps + 1)
-                       if _logged(s, settings)]
+                       for s in settings.log_steps() if s > result.diverged_at]
 
 
 class _Ticker:

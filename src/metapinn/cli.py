@@ -34,7 +34,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("metapinn")
 
-PLAIN_COMMANDS = ("collect", "tables", "plot-family", "plot-meta-training", "plot-speedups")
+PLAIN_COMMANDS = ("collect", "tables", "plot-family", "plot-meta-training", "plot-speedups",
+                  "plot-threshold-sweep", "amortised-cost")
 HYDRA_COMMANDS = ("generate-tasks", "tune-lr", "solve", "meta-train", "adapt-tasks",
                   "taylor-check", "export-observations", "identify", "config")
 
@@ -83,16 +84,23 @@ def cmd_solve(cfg: DictConfig, rc: RunConfig) -> None:
 
 
 def _with_tuned_lr(cfg: DictConfig, rc: RunConfig) -> RunConfig:
-    """``lr_file=PATH``: adapt with the learning rate tuned for scratch (same for all)."""
+    """``lr_file=PATH``: adapt with the learning rate tuned for scratch (same for all), and
+    where ``pde.threshold`` is unset, with the file's validation thresholds."""
     if not cfg.lr_file:
         return rc
     from dataclasses import replace
 
-    from .evaluate import tuned_lr
+    from .evaluate import tuned_lr, validation_thresholds
 
     lr = tuned_lr(cfg.lr_file, rc.pde.name)
     log.info("adaptation learning rate %.3g (tuned for scratch: %s)", lr, cfg.lr_file)
-    return replace(rc, adapt=replace(rc.adapt, lr=lr))
+    rc = replace(rc, adapt=replace(rc.adapt, lr=lr))
+    if rc.threshold_u is None:
+        eps_u, eps_c = validation_thresholds(cfg.lr_file, rc.pde.name)
+        log.info("thresholds from the val runs of %s: u_rel_l2 %.3g, coef_rel_err %.3g",
+                 cfg.lr_file, eps_u, eps_c)
+        rc = replace(rc, threshold_u=eps_u, threshold_coef=eps_c)
+    return rc
 
 
 def cmd_tune_lr(cfg: DictConfig, rc: RunConfig) -> None:
@@ -103,8 +111,12 @@ def cmd_tune_lr(cfg: DictConfig, rc: RunConfig) -> None:
     tasks_file = _tasks_file(cfg, rc)
     out = check_writable(cfg.out or exp / "tune" / f"{rc.pde.name}.nc")
     best = tune_scratch_lr(rc, tasks_file, cfg.experiment.lr_grid, out)
-    print(f"{rc.pde.name}: best scratch learning rate {best:g} of {list(cfg.experiment.lr_grid)}"
-          f"; wrote {out}")
+    from .ncio import read_netcdf
+
+    grid = [float(x) for x in read_netcdf(out).lr.values]
+    print(f"{rc.pde.name}: best scratch learning rate {best:g} of {grid}"
+          f" (experiment.lr_grid {list(cfg.experiment.lr_grid)}, extended while the best was"
+          f" on an edge); wrote {out}")
 
 
 def cmd_adapt_tasks(cfg: DictConfig, rc: RunConfig) -> None:
@@ -113,6 +125,10 @@ def cmd_adapt_tasks(cfg: DictConfig, rc: RunConfig) -> None:
     from .ncio import check_writable
 
     rc = _with_tuned_lr(cfg, rc)
+    if rc.threshold_u is None:
+        log.warning("no thresholds: pde.threshold is unset and no lr_file= gives the "
+                    "validation thresholds of tune-lr, so the output records none and "
+                    "`collect` will refuse it; set both pde.threshold values or give lr_file=")
     method = method_config(cfg).name
     exp = _experiment_dir(cfg)
     tasks_file = _tasks_file(cfg, rc)
@@ -222,9 +238,11 @@ def cmd_config(cfg: DictConfig, rc: RunConfig) -> None:
 
 def _plain_parser(command: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"metapinn {command}")
-    if command in ("tables", "plot-family", "plot-speedups"):
+    if command in ("tables", "plot-family", "plot-speedups", "plot-threshold-sweep",
+                   "amortised-cost"):
         p.add_argument("--convergence", required=True, help="convergence.nc (from collect)")
-    if command in ("plot-meta-training", "plot-speedups"):
+    if command in ("plot-meta-training", "plot-speedups", "plot-threshold-sweep",
+                   "amortised-cost"):
         p.add_argument("--pdf", required=True)
         p.add_argument("--png", required=True)
     if command == "plot-family":
@@ -233,6 +251,9 @@ def _plain_parser(command: str) -> argparse.ArgumentParser:
     elif command == "collect":
         p.add_argument("--out", required=True, help="convergence.nc")
         p.add_argument("inputs", nargs="+", help="adaptation NetCDFs")
+    elif command == "amortised-cost":
+        p.add_argument("--csv", required=True)
+        p.add_argument("inputs", nargs="*", help="meta-training history.nc files")
     elif command == "tables":
         p.add_argument("--csv", required=True)
         p.add_argument("--md", required=True)
@@ -277,6 +298,16 @@ def run_plain(command: str, rest: list[str]) -> None:
 
         speedup_overview_figure(a.convergence, a.pdf, a.png)
         print(f"wrote {a.pdf} and {a.png}")
+    elif command == "amortised-cost":
+        from .plots import amortised_cost_outputs
+
+        amortised_cost_outputs(a.convergence, a.inputs, a.csv, a.pdf, a.png)
+        print(f"wrote {a.csv}, {a.pdf} and {a.png}")
+    elif command == "plot-threshold-sweep":
+        from .plots import threshold_sweep_figure
+
+        threshold_sweep_figure(a.convergence, a.pdf, a.png)
+        print(f"wrote {a.pdf} and {a.png}")
 
 
 USAGE = f"""metapinn {__version__}: meta-learned PINN initialisations for inverse PDE problems
@@ -299,6 +330,9 @@ plain commands:
   plot-family --convergence C --pde P --out-dir D  a family's convergence figures
   plot-meta-training --pdf F --png F HISTORY.nc ...  a family's meta-training curves
   plot-speedups --convergence C --pdf F --png F    speedups of every family and method
+  plot-threshold-sweep --convergence C --pdf F --png F   speedup against the threshold
+  amortised-cost --convergence C --csv F --pdf F --png F [history.nc ...]
+                   total cost of N tasks (meta-training + N × adaptation) per method
 """
 
 

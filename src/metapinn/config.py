@@ -23,8 +23,8 @@ import json
 import os
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from hydra.core.config_store import ConfigStore
@@ -35,11 +35,14 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException, ValidationError
 
 from .errors import ConfigError
-from .meta import METHODS, method_class
+from .meta import METHODS, settings_class
 from .pdes import FAMILIES, get_pde
-from .runconfig import RunConfig
 from .settings import Config, PDESettings
-from .tasks import TaskSettings
+
+if TYPE_CHECKING:
+    import torch
+
+    from .runconfig import RunConfig
 
 GROUPS = ("pde", "model", "adapt", "method", "experiment")
 
@@ -108,7 +111,7 @@ def register_schemas() -> None:
     cs.store(name="base_config", node=_schema(Config))
     for name in METHODS:
         cs.store(group="method", name=f"base_{name}",
-                 node=_schema(method_class(name).settings(name=name)))
+                 node=_schema(settings_class(name)(name=name)))
 
 
 def compose(overrides: list[str] | tuple[str, ...] = (),
@@ -221,6 +224,8 @@ def _merge_experiment(cfg: DictConfig, group: str, key: str, parsed) -> None:
 
 
 def _dtype(name: str) -> torch.dtype:
+    import torch
+
     table = {"float32": torch.float32, "float64": torch.float64}
     if name not in table:
         raise ConfigError(f"unknown dtype {name!r}; valid choices: float32, float64")
@@ -228,6 +233,8 @@ def _dtype(name: str) -> torch.dtype:
 
 
 def _device(name: str) -> torch.device:
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
@@ -269,6 +276,9 @@ def family(p: PDESettings):
 def run_config(cfg: DictConfig, command: str | None = None) -> RunConfig:
     """Validate the composed config and freeze it into a :class:`RunConfig` (with the
     :func:`digest` of ``command``'s settings, if given)."""
+    from .runconfig import RunConfig  # torch: only where a run is set up, not to read a config
+    from .tasks import TaskSettings
+
     s = settings(cfg)
     _check_experiment(s)
     p, t = s.pde, s.tasks

@@ -1,8 +1,9 @@
 """Adaptation runs: solve held-out tasks from a method's initialisation (docs/design.md §4).
 
 Every method's initialisation is adapted with the same :class:`AdaptSettings`; the log of
-each task (loss parts, ``u_rel_l2``, ``coef_rel_err``, ``wall_time`` every ``log_every``
-steps) is gathered into ``results/<exp>/adapt/<pde>/<method>/seed<s>.nc``.
+each task (loss parts, ``u_rel_l2``, ``coef_rel_err``, ``wall_time`` at the logged steps:
+dense early, see :meth:`AdaptSettings.log_steps`) is gathered into
+``results/<exp>/adapt/<pde>/<method>/seed<s>.nc``.
 """
 
 from __future__ import annotations
@@ -156,21 +157,62 @@ def solve_tasks(rc: RunConfig, tasks_file: str | Path, method: str, out: str | P
                     diverged.sum(), len(indices),
                     " ".join(str(i) for i, d in zip(indices, diverged, strict=True) if d))
     out_ds.attrs.update({"pde": rc.pde.name, "method": method, "seed": rc.seed,
-                         "n_diverged": int(diverged.sum()), "config_digest": rc.digest,
-                         "threshold_u_rel_l2": rc.threshold_u,
-                         "threshold_coef_rel_err": rc.threshold_coef})
+                         "n_diverged": int(diverged.sum()), "config_digest": rc.digest})
+    if rc.threshold_u is not None:  # what collect and the tables measure steps to
+        out_ds.attrs.update({"threshold_u_rel_l2": rc.threshold_u,
+                             "threshold_coef_rel_err": rc.threshold_coef})
     return write_netcdf(out_ds, out, title=f"adaptation of {rc.pde.name} tasks from {method}",
                         config=rc.yaml, history=f"metapinn adapt-tasks method={method}")
 
 
+MAX_EXTENSIONS = 6  # grid extensions (factor 2 each) before tune-lr gives up, flagged
+THRESHOLD_FACTOR = 2.0  # validation thresholds: this × scratch's median final val error
+
+
+def extend_grid(score, lrs, max_extensions: int = MAX_EXTENSIONS):
+    """Extend a learning-rate grid by factors of 2 until the best rate is interior.
+
+    ``score(new_rates) -> [key, ...]`` evaluates rates (lower key is better; keys are
+    comparable, e.g. tuples). While the best rate is the smallest (largest) of the grid,
+    half (twice) it is added, at most ``max_extensions`` times.
+
+    Returns:
+        ``(rates, keys, best, extensions, capped)``: the grid in evaluation order, their
+        keys, the best rate, how many rates were added, and whether the cap stopped it with
+        the best rate still on an edge.
+    """
+    rates = [float(x) for x in lrs]
+    keys = list(score(rates))
+    extensions = 0
+    while True:
+        best = rates[min(range(len(rates)), key=keys.__getitem__)]
+        if best == min(rates):
+            new = best / 2
+        elif best == max(rates):
+            new = best * 2
+        else:
+            return rates, keys, best, extensions, False
+        if extensions == max_extensions:
+            return rates, keys, best, extensions, True
+        rates.append(new)
+        keys += list(score([new]))
+        extensions += 1
+
+
 def tune_scratch_lr(rc: RunConfig, tasks_file: str | Path, lrs, out: str | Path,
-                    split: str = "val") -> float:
-    """The learning rate best for ``scratch`` on the ``split`` tasks (docs/design.md §4).
+                    split: str = "val", max_extensions: int = MAX_EXTENSIONS) -> float:
+    """The learning rate best for ``scratch`` on the ``split`` tasks, and the family's
+    thresholds from those runs (docs/design.md §4). Only ``split`` tasks are read.
 
     Every candidate runs the configured inner loop from scratch on every ``split`` task;
-    the best has the lowest median final ``u_rel_l2`` (ties: lower median loss). Writes
-    a NetCDF with the grid (``lr``), the per-task errors and the choice (attribute
-    ``best_lr``) — the rate every method is then adapted with.
+    the best has the lowest median final ``u_rel_l2`` (ties: lower median loss). The grid
+    is extended by factors of 2 while the best is on its edge (:func:`extend_grid`, at most
+    ``max_extensions``; a warning and the attribute ``grid_capped`` if that stops it). The
+    validation thresholds are ``THRESHOLD_FACTOR`` × the median final ``u_rel_l2`` and
+    largest coefficient error of these runs at the best rate (attributes
+    ``val_threshold_u_rel_l2``, ``val_threshold_coef_rel_err``, ``threshold_rule``); they
+    are used wherever the configuration leaves ``pde.threshold`` unset. Writes a NetCDF
+    with the grid (``lr``, sorted), the per-task final errors and the choice (``best_lr``).
     """
     lrs = [float(x) for x in lrs]
     if not lrs or min(lrs) <= 0:
@@ -179,53 +221,98 @@ def tune_scratch_lr(rc: RunConfig, tasks_file: str | Path, lrs, out: str | Path,
     idx = split_indices(ds, (split,))
     if not idx:
         raise ValueError(f"{tasks_file} has no {split!r} tasks to tune the learning rate on")
-    u = np.full((len(lrs), len(idx)), np.nan)
-    loss = np.full_like(u, np.nan)
-    diverged = np.zeros(u.shape, dtype=np.int8)
     init_fn = initialiser(rc)
     tasks = [task_from_dataset(ds, i) for i in idx]
-    if batched(rc):  # the whole (lr × task) grid as one program
-        flat = solve_batch(rc, [t for _ in lrs for t in tasks], init_fn,
-                           lrs=[lr for lr in lrs for _ in tasks],
-                           label=f"{rc.pde.name} tune-lr")
-        rows = (flat[a * len(tasks):(a + 1) * len(tasks)] for a in range(len(lrs)))
-    else:  # lazily, row by row, so that the log follows the runs
-        rows = ([solve_task(replace(rc, adapt=replace(rc.adapt, lr=lr)), t, init_fn,
-                            strict=False) for t in tasks] for lr in lrs)
-    for a, (lr, row) in enumerate(zip(lrs, rows, strict=True)):
-        for b, result in enumerate(row):
-            last = result.records[-1]
-            u[a, b], loss[a, b] = last["u_rel_l2"], last["loss"]
-            diverged[a, b] = result.diverged_at is not None
-        if diverged[a].any():
-            log.warning("%s lr %.3g: tasks %s diverged (non-finite loss or error)", rc.pde.name,
-                        lr, [i for i, d in zip(idx, diverged[a], strict=True) if d])
-        log.info("%s lr %.3g: median u_rel_l2 %.3e", rc.pde.name, lr, np.nanmedian(u[a])
-                 if np.isfinite(u[a]).any() else np.nan)
-    score = np.where(np.isfinite(u), u, np.inf)
-    order = np.lexsort((np.median(np.where(np.isfinite(loss), loss, np.inf), axis=1),
-                        np.median(score, axis=1)))
-    best = lrs[int(order[0])]
+    rows: dict[float, dict[str, np.ndarray]] = {}
+
+    def score(new_rates):
+        if batched(rc):  # the (new rates × task) grid as one program
+            flat = solve_batch(rc, [t for _ in new_rates for t in tasks], init_fn,
+                               lrs=[lr for lr in new_rates for _ in tasks],
+                               label=f"{rc.pde.name} tune-lr")
+            runs = [flat[a * len(tasks):(a + 1) * len(tasks)] for a in range(len(new_rates))]
+        else:  # lazily, rate by rate, so that the log follows the runs
+            runs = ([solve_task(replace(rc, adapt=replace(rc.adapt, lr=lr)), t, init_fn,
+                                strict=False) for t in tasks] for lr in new_rates)
+        keys = []
+        for lr, row in zip(new_rates, runs, strict=True):
+            last = [r.records[-1] for r in row]
+            rows[lr] = {
+                "u_rel_l2": np.array([x["u_rel_l2"] for x in last]),
+                "coef_rel_err_max": np.array([np.max(x["coef_rel_err"]) for x in last]),
+                "loss": np.array([x["loss"] for x in last]),
+                "diverged": np.array([r.diverged_at is not None for r in row], dtype=np.int8)}
+            r = rows[lr]
+            if r["diverged"].any():
+                log.warning("%s lr %.3g: tasks %s diverged (non-finite loss or error)",
+                            rc.pde.name, lr,
+                            [i for i, d in zip(idx, r["diverged"], strict=True) if d])
+            u = np.where(np.isfinite(r["u_rel_l2"]), r["u_rel_l2"], np.inf)
+            loss = np.where(np.isfinite(r["loss"]), r["loss"], np.inf)
+            keys.append((float(np.median(u)), float(np.median(loss))))
+            log.info("%s lr %.3g: median final u_rel_l2 %.3e on %d %s tasks", rc.pde.name, lr,
+                     keys[-1][0], len(tasks), split)
+        return keys
+
+    _, _, best, extensions, capped = extend_grid(score, lrs, max_extensions)
+    if capped:
+        log.warning("%s: the best learning rate %.3g is still on the edge of the grid after "
+                    "%d extensions; widen experiment.lr_grid", rc.pde.name, best, extensions)
+    elif extensions:
+        log.info("%s: grid extended %d time(s) until the best rate (%.3g) was interior",
+                 rc.pde.name, extensions, best)
+    grid = sorted(rows)
+    at_best = rows[best]
+    eps_u = THRESHOLD_FACTOR * float(np.median(np.where(np.isfinite(at_best["u_rel_l2"]),
+                                                        at_best["u_rel_l2"], np.inf)))
+    eps_c = THRESHOLD_FACTOR * float(np.median(np.where(
+        np.isfinite(at_best["coef_rel_err_max"]), at_best["coef_rel_err_max"], np.inf)))
+    long_names = {"u_rel_l2": ("final relative L2 error of u", "1"),
+                  "coef_rel_err_max": ("final largest relative coefficient error", "1"),
+                  "loss": ("final task loss", "1"),
+                  "diverged": ("1 if the run diverged (non-finite loss or error), else 0",
+                               "1")}
     res = xr.Dataset(
-        {"u_rel_l2": (("lr", "task"), u, {"long_name": "final relative L2 error of u",
-                                          "units": "1"}),
-         "loss": (("lr", "task"), loss, {"long_name": "final task loss", "units": "1"}),
-         "diverged": (("lr", "task"), diverged, {"long_name": "1 if the run diverged "
-                                                 "(non-finite loss or error), else 0",
-                                                 "units": "1"})},
-        coords={"lr": ("lr", np.array(lrs), {"long_name": "learning rate", "units": "1"}),
+        {k: (("lr", "task"), np.stack([rows[lr][k] for lr in grid]),
+             {"long_name": ln, "units": un}) for k, (ln, un) in long_names.items()},
+        coords={"lr": ("lr", np.array(grid), {"long_name": "learning rate", "units": "1"}),
                 "task": ("task", np.array(idx))},
         attrs={"pde": rc.pde.name, "best_lr": best, "split": split,
-               "n_diverged": int(diverged.sum()), "config_digest": rc.digest},
+               "initial_grid": " ".join(f"{x:g}" for x in lrs),
+               "grid_extensions": extensions, "grid_capped": int(capped),
+               "val_threshold_u_rel_l2": eps_u, "val_threshold_coef_rel_err": eps_c,
+               "threshold_rule": f"{THRESHOLD_FACTOR:g} x the median over the {split} tasks "
+                                 f"of scratch's final u_rel_l2 (and largest coefficient "
+                                 f"error) at best_lr",
+               "n_diverged": int(sum(r["diverged"].sum() for r in rows.values())),
+               "config_digest": rc.digest},
     )
     write_netcdf(res, out, title=f"scratch learning-rate tuning on {rc.pde.name}",
                  config=rc.yaml, history="metapinn tune-lr")
+    log.info("%s: best scratch learning rate %.3g; validation thresholds u_rel_l2 %.3g, "
+             "coef_rel_err %.3g", rc.pde.name, best, eps_u, eps_c)
     return best
 
 
 def tuned_lr(path: str | Path, pde: str) -> float:
     """The ``best_lr`` of a tuning file written by :func:`tune_scratch_lr`."""
+    return float(_tune_file(path, pde).attrs["best_lr"])
+
+
+def validation_thresholds(path: str | Path, pde: str) -> tuple[float, float]:
+    """``(u_rel_l2, coef_rel_err)`` thresholds of a tuning file (:func:`tune_scratch_lr`)."""
+    ds = _tune_file(path, pde)
+    missing = [a for a in ("val_threshold_u_rel_l2", "val_threshold_coef_rel_err")
+               if a not in ds.attrs]
+    if missing:
+        raise ValueError(f"{path} has no validation thresholds ({missing[0]}): rerun "
+                         f"tune-lr, or set pde.threshold.u_rel_l2 and coef_rel_err")
+    return float(ds.attrs["val_threshold_u_rel_l2"]), float(ds.attrs[
+        "val_threshold_coef_rel_err"])
+
+
+def _tune_file(path: str | Path, pde: str) -> xr.Dataset:
     ds = read_netcdf(path)
     if str(ds.attrs.get("pde")) != pde:
         raise ValueError(f"{path} tunes {ds.attrs.get('pde')!r}, not {pde!r}")
-    return float(ds.attrs["best_lr"])
+    return ds

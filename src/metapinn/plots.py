@@ -7,11 +7,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
+import matplotlib.patches
 import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 import xarray as xr  # noqa: E402
 
@@ -23,10 +25,13 @@ from .registry import titles  # noqa: E402
 # one colour per method, the same in every figure
 from .stats import (  # noqa: E402
     METHOD_ORDER,
+    amortised_cost,
+    meta_train_times,
     select_split,
     speedup_table,
     splits_of,
     threshold_steps,
+    threshold_sweep,
 )
 
 PDE_TITLES = titles(FAMILIES)
@@ -149,8 +154,8 @@ def steps_distribution_figure(conv: xr.Dataset, pde: str, pdf: str | os.PathLike
     for ax, split in zip(axes, splits, strict=True):
         part = select_split(conv, split)
         for i, method in enumerate(methods):
-            s, r, _, valid = threshold_steps(part, pde, method)
-            s, r = s[valid].ravel(), r[valid].ravel()
+            cross, _ = threshold_steps(part, pde, method)
+            s, r = cross.steps.ravel(), cross.reached.ravel()
             xs = i + jitter.uniform(-0.18, 0.18, s.size)
             c = colours.get(method, "k")
             ax.scatter(xs[r], s[r], s=14, color=c, lw=0)
@@ -231,6 +236,19 @@ def meta_training_figure(history_files: Sequence[str | os.PathLike], pdf: str | 
     _save(fig, pdf, png)
 
 
+def _null_band(rows) -> tuple[float, float] | None:
+    """The range of the null row's speedups over the families: its intervals, or its
+    per-task values where a family has too few tasks for an interval."""
+    values = []
+    for r in rows.itertuples():
+        if np.isfinite(r.speedup_lo):
+            values += [r.speedup_lo, r.speedup_hi]
+        elif isinstance(r.per_task, str):
+            values += [float(x) for x in r.per_task.split() if x != "–"]
+    values = [v for v in values if np.isfinite(v) and v > 0]
+    return (min(values), max(values)) if values else None
+
+
 def speedup_overview_figure(convergence_nc: str | os.PathLike, pdf: str | os.PathLike,
                             png: str | os.PathLike) -> None:
     """Median speedup over scratch (steps to threshold) with its bootstrap 95 % interval,
@@ -254,6 +272,9 @@ def speedup_overview_figure(convergence_nc: str | os.PathLike, pdf: str | os.Pat
     for ax, split in zip(axes, splits, strict=True):
         ax.set_xscale("log")
         sub = df[df.split == split]
+        band = _null_band(sub[sub.method == "scratch_alt"])
+        if band is not None:  # the noise floor: two scratch draws differ this much
+            ax.axvspan(*band, color="0.85", lw=0, zorder=0)
         for i, method in enumerate(methods):
             for off, pde in zip(offsets, pdes, strict=True):
                 r = sub[(sub.method == method) & (sub.pde == pde)]
@@ -261,6 +282,8 @@ def speedup_overview_figure(convergence_nc: str | os.PathLike, pdf: str | os.Pat
                     continue
                 med, lo, hi = (float(r[k].iloc[0]) for k in ("speedup", "speedup_lo",
                                                              "speedup_hi"))
+                if not np.isfinite(lo):  # fewer than 8 tasks: no interval
+                    lo = hi = med
                 ax.errorbar(med, i + off, xerr=[[med - lo], [hi - med]], fmt=markers[pde],
                             color=colours.get(method, "k"), ms=5, capsize=2, lw=1)
         ax.axvline(1.0, color="0.3", lw=1)
@@ -275,9 +298,93 @@ def speedup_overview_figure(convergence_nc: str | os.PathLike, pdf: str | os.Pat
     handles = [plt.Line2D([], [], marker=markers[p], color="0.3", ls="", label=PDE_TITLES.get(p, p))
                for p in pdes]
     handles.append(plt.Line2D([], [], color="0.3", ls="--", label="3× speedup"))
+    if "scratch_alt" in df.method.values:
+        handles.append(matplotlib.patches.Patch(color="0.85",
+                                                label="noise floor (scratch_alt)"))
     axes[-1].legend(handles=handles, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    fig.suptitle("Speedup of each initialisation over scratch (bars: bootstrap 95 % CI)")
+    fig.suptitle("Speedup of each initialisation over scratch (bars: hierarchical bootstrap "
+                 "95 % CI, from 8 tasks on)")
     _save(fig, pdf, png)
+
+
+def threshold_sweep_figure(convergence_nc: str | os.PathLike, pdf: str | os.PathLike,
+                           png: str | os.PathLike) -> None:
+    """Median speedup over scratch against the u-error threshold (the coefficient threshold
+    scaled with it, ¼× to 4× the family's), one curve per method, a panel per family and
+    split (log–log): whether a conclusion hinges on one threshold."""
+    conv = read_netcdf(convergence_nc)
+    df = threshold_sweep(conv)
+    df = df[df.method != "scratch"]
+    pdes, splits = [str(p) for p in conv.pde.values], splits_of(conv)
+    colours = method_colours()
+    sns.set_theme(style="whitegrid", context="paper")
+    fig, axes = plt.subplots(len(splits), len(pdes), figsize=(3.2 * len(pdes), 2.6 * len(splits)),
+                             layout="constrained", squeeze=False)
+    for row, split in zip(axes, splits, strict=True):
+        for ax, pde in zip(row, pdes, strict=True):
+            sub = df[(df.pde == pde) & (df.split == split)]
+            for method in _ordered(sub.method.unique()):
+                m = sub[sub.method == method].sort_values("threshold_u_rel_l2")
+                ax.plot(m.threshold_u_rel_l2, m.speedup, marker="o", ms=3, lw=1.2,
+                        color=colours.get(method, "k"), label=method,
+                        ls=":" if method == "scratch_alt" else "-")
+            base = float(conv.threshold_u_rel_l2.sel(pde=pde))
+            ax.axvline(base, color="0.5", lw=0.8, ls="--")
+            ax.axhline(1.0, color="0.3", lw=1)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_title(f"{PDE_TITLES.get(pde, pde)}, {split} tasks")
+            ax.set_xlabel(r"threshold on $u$ error ($\varepsilon_\theta$ scaled alike)")
+        row[0].set_ylabel("median speedup over scratch")
+    handles, labels = axes[0][-1].get_legend_handles_labels()
+    if handles:
+        axes[0][-1].legend(handles, labels, frameon=False, loc="upper left",
+                           bbox_to_anchor=(1.0, 1.0))
+    fig.suptitle("Speedup against the threshold (dashed: the family's threshold)")
+    _save(fig, pdf, png)
+
+
+AMORTISED_N = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+
+
+def amortised_cost_outputs(convergence_nc: str | os.PathLike,
+                           histories: Sequence[str | os.PathLike], csv: str | os.PathLike,
+                           pdf: str | os.PathLike, png: str | os.PathLike) -> pd.DataFrame:
+    """Total cost of N tasks (meta-training + N × mean adaptation time to threshold) for
+    every method and scratch: the table (CSV, N from 1 to 1000) and its figure, one panel
+    per family (test tasks; log–log). Where a method's line crosses scratch's is its
+    break-even number of tasks."""
+    conv = read_netcdf(convergence_nc)
+    cost = amortised_cost(speedup_table(conv, meta_train_times(histories), n_boot=0),
+                          AMORTISED_N)
+    atomic_write(csv, lambda tmp: cost.to_csv(tmp, index=False, float_format="%.6g"))
+    split = splits_of(conv)[0]
+    pdes = [str(p) for p in conv.pde.values]
+    colours = method_colours()
+    sns.set_theme(style="whitegrid", context="paper")
+    fig, axes = plt.subplots(1, len(pdes), figsize=(3.3 * len(pdes), 2.9),
+                             layout="constrained", squeeze=False)
+    for ax, pde in zip(axes[0], pdes, strict=True):
+        sub = cost[(cost.pde == pde) & (cost.split == split)]
+        for method in _ordered(sub.method.unique()):
+            m = sub[sub.method == method]
+            if not np.isfinite(m.total_s).all():
+                continue
+            ax.plot(m.n_tasks, m.total_s, color=colours.get(method, "k"), lw=1.3,
+                    ls="--" if method == "scratch" else "-", label=method)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("tasks solved, N")
+        ax.set_title(PDE_TITLES.get(pde, pde))
+    axes[0][0].set_ylabel("total wall time (s)\nmeta-training + N × mean adaptation")
+    handles, labels = axes[0][-1].get_legend_handles_labels()
+    if handles:
+        axes[0][-1].legend(handles, labels, frameon=False, loc="upper left",
+                           bbox_to_anchor=(1.0, 1.0))
+    fig.suptitle(f"Amortised cost to reach the thresholds on {split} tasks "
+                 "(dashed: scratch)")
+    _save(fig, pdf, png)
+    return cost
 
 
 def taylor_figure(taylor_nc: str | os.PathLike, pdf: str | os.PathLike,

@@ -17,15 +17,18 @@ class Entry:
         name: the registry (and configuration) name.
         target: ``"module:Class"`` relative to the registry's package.
         title: how figures and tables name it.
+        settings: ``"module:Class"`` of a method's settings record, in a module that
+            imports no torch (empty: the base ``MethodSettings``).
     """
 
     name: str
     target: str
     title: str
+    settings: str = ""
 
-    def load(self, package: str):
-        """The implementing class (imported now)."""
-        module, _, cls = self.target.partition(":")
+    def load(self, package: str, target: str | None = None):
+        """The implementing class (imported now), or the class named by ``target``."""
+        module, _, cls = (target or self.target).partition(":")
         return getattr(importlib.import_module(f"{package}.{module}"), cls)
 
 

@@ -45,7 +45,9 @@ class AdaptSettings:
             schedule; 1 keeps it constant).
         optimizer: ``adam`` or ``sgd``.
         lbfgs_steps: L-BFGS iterations after the first-order steps (evaluation only).
-        log_every: evaluation interval in steps (the last step is always logged).
+        log_every: evaluation interval in steps. Logged are every step up to 10, then
+            steps at most 10 % apart, every ``log_every``-th step and the last
+            (:meth:`log_steps`), so that steps to a threshold have ≤ 10 % resolution.
         coef_lr_factor: learning rate of the unknown coefficients (``"coef"``) relative to
             the network's.
         compile: run each step (loss, gradient and optimiser update) as one
@@ -85,6 +87,17 @@ class AdaptSettings:
     def total_steps(self) -> int:
         return self.steps + self.lbfgs_steps
 
+    def log_steps(self) -> tuple[int, ...]:
+        """The logged steps, ``0 … total_steps``: every step up to 10, then each at most
+        10 % beyond the previous one (⌊1.1 s⌋), every ``log_every``-th, and the last."""
+        total = self.total_steps
+        dense, s = set(range(min(total, 10) + 1)), 10
+        while s < total:
+            s = int(1.1 * s)
+            dense.add(min(s, total))
+        dense |= set(range(0, total + 1, self.log_every)) | {total}
+        return tuple(sorted(dense))
+
     def decay_at(self, step: int) -> float:
         """The schedule's factor at ``step``: the learning rate is ``lr * decay_at(step)``."""
         return self.lr_decay ** (step / max(self.steps, 1))
@@ -109,13 +122,24 @@ class LossWeights:
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Steps-to-threshold bounds (config node ``pde.threshold``)."""
+    """Steps-to-threshold bounds (config node ``pde.threshold``). ``null`` (default): from
+    scratch's runs on the ``val`` tasks, by the rule of ``tune-lr``
+    (:func:`metapinn.evaluate.tune_scratch_lr`), so that no test task chooses them; set
+    both to fix them by hand."""
 
-    u_rel_l2: float = 0.05
-    coef_rel_err: float = 0.05
+    u_rel_l2: float | None = None
+    coef_rel_err: float | None = None
 
     def __post_init__(self):
-        _positive("pde.threshold", u_rel_l2=self.u_rel_l2, coef_rel_err=self.coef_rel_err)
+        if (self.u_rel_l2 is None) != (self.coef_rel_err is None):
+            raise ValueError("pde.threshold: set both u_rel_l2 and coef_rel_err, or neither "
+                             "(then both come from the val runs of tune-lr)")
+        if self.u_rel_l2 is not None:
+            _positive("pde.threshold", u_rel_l2=self.u_rel_l2, coef_rel_err=self.coef_rel_err)
+
+    @property
+    def from_validation(self) -> bool:
+        return self.u_rel_l2 is None
 
 
 @dataclass(frozen=True)

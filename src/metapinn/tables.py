@@ -4,7 +4,8 @@ Rows come from :func:`metapinn.stats.speedup_table`: one per family × split × 
 A median speedup is marked "≥" when some of its per-task ratios are lower bounds (scratch
 never reached the thresholds there, so its steps are censored at the budget), "≤" when some
 are upper bounds (the method never reached them), "~" when both occur; "–" where neither
-reached them on any task.
+reached them on any task. Its 95 % interval is shown from 8 tasks on; with fewer, each
+task's median speedup over seeds is listed instead.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import pandas as pd
 
 from .ncio import atomic_write
 
-HEADER = ("family", "split", "method", "speedup [95 % CI]", "wall-clock speedup", "reached",
+HEADER = ("family", "split", "method", "tasks × seeds", "speedup [95 % CI] or (per task)",
+          "first-hit speedup", "wall-clock speedup", "reached", "at init", "diverged",
           "steps", "time (s)", "u err @10 %", "u err final", "coef err final",
           "break-even tasks")
 
@@ -40,12 +42,17 @@ def table_rows(df: pd.DataFrame) -> list[list[str]]:
         if np.isnan(r.speedup):
             ci = "–"
         else:
-            bound = BOUND_MARKS.get(r.speedup_bound, "")
-            ci = f"{bound}{_fmt(r.speedup)} [{_fmt(r.speedup_lo)}, {_fmt(r.speedup_hi)}]"
+            ci = BOUND_MARKS.get(r.speedup_bound, "") + _fmt(r.speedup)
+            if np.isfinite(r.speedup_lo):
+                ci += f" [{_fmt(r.speedup_lo)}, {_fmt(r.speedup_hi)}]"
+            elif isinstance(r.per_task, str) and r.per_task:
+                ci += f" ({r.per_task})"
         be = (f"{r.break_even_tasks:.0f}" if np.isfinite(r.break_even_tasks)
               else _fmt(r.break_even_tasks))
-        rows.append([r.pde, r.split, r.method, ci, _fmt(r.wall_speedup),
+        rows.append([r.pde, r.split, r.method, f"{r.n_tasks} × {r.n_seeds}", ci,
+                     _fmt(r.first_hit_speedup), _fmt(r.wall_speedup),
                      "–" if np.isnan(r.reached) else f"{r.reached:.0%}",
+                     str(r.n_at_init), str(r.n_diverged),
                      "–" if np.isnan(r.steps_to_threshold) else f"{r.steps_to_threshold:.0f}",
                      _fmt(r.time_to_threshold_s), f"{r.u_rel_l2_at_10pct:.2e}",
                      f"{r.u_rel_l2_final:.2e}", f"{r.coef_rel_err_final:.2e}", be])

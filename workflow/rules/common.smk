@@ -116,6 +116,8 @@ def all_targets():
     return (
         expand(f"{OUT}/figures/{{pde}}/{{fig}}.{{ext}}", pde=PDES, fig=figures, ext=["pdf", "png"])
         + expand(f"{OUT}/figures/speedup_overview.{{ext}}", ext=["pdf", "png"])
+        + expand(f"{OUT}/figures/threshold_sweep.{{ext}}", ext=["pdf", "png"])
+        + expand(f"{OUT}/figures/amortised_cost.{{ext}}", ext=["pdf", "png"])
         + expand(f"{OUT}/taylor/{{pde}}.{{ext}}", pde=PDES, ext=["nc", "pdf", "png"])
         + [f"{OUT}/convergence.nc"]
         + expand(f"{OUT}/tables/speedup.{{ext}}", ext=["csv", "md", "tex"])

@@ -76,6 +76,53 @@ rule speedup_overview:
         " > {log} 2>&1"
 
 
+rule threshold_sweep:
+    input:
+        f"{OUT}/convergence.nc",
+    output:
+        pdf=f"{OUT}/figures/threshold_sweep.pdf",
+        png=report(
+            f"{OUT}/figures/threshold_sweep.png",
+            caption="../report/threshold_sweep.rst",
+            category="Overview",
+            labels={"figure": "threshold sweep"},
+        ),
+    log:
+        f"{LOGS}/figures/threshold_sweep.log",
+    conda:
+        "../envs/metapinn.yaml"
+    shell:
+        "metapinn plot-threshold-sweep --convergence {input} --pdf {output.pdf}"
+        " --png {output.png} > {log} 2>&1"
+
+
+rule amortised_cost:
+    input:
+        convergence=f"{OUT}/convergence.nc",
+        histories=expand(
+            f"{OUT}/meta/{{pde}}/{{method}}/seed{{seed}}/history.nc",
+            pde=PDES,
+            method=META_METHODS,
+            seed=SEEDS,
+        ),
+    output:
+        csv=f"{OUT}/tables/amortised_cost.csv",
+        pdf=f"{OUT}/figures/amortised_cost.pdf",
+        png=report(
+            f"{OUT}/figures/amortised_cost.png",
+            caption="../report/amortised_cost.rst",
+            category="Overview",
+            labels={"figure": "amortised cost"},
+        ),
+    log:
+        f"{LOGS}/figures/amortised_cost.log",
+    conda:
+        "../envs/metapinn.yaml"
+    shell:
+        "metapinn amortised-cost --convergence {input.convergence} --csv {output.csv}"
+        " --pdf {output.pdf} --png {output.png} {input.histories} > {log} 2>&1"
+
+
 rule taylor_check:
     output:
         nc=f"{OUT}/taylor/{{pde}}.nc",

@@ -4,7 +4,8 @@ Every method supplies only what differs (its meta-gradient or objective, and how
 initialisation is made); the inner loop is :func:`metapinn.adapt.adapt` and the outer loop
 is :func:`metapinn.metatrain.meta_train`. The registry's order is the order of figures and
 tables. Adding a method: its module (a class with ``name``, ``settings`` and the functions
-of :mod:`metapinn.meta.base`), a line here, ``config/method/<name>.yaml``, its tests.
+of :mod:`metapinn.meta.base`), its settings class in :mod:`metapinn.meta.settings` if it
+has settings of its own, a line here, ``config/method/<name>.yaml``, its tests.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ from ..registry import Entry, lookup
 
 METHODS: dict[str, Entry] = {e.name: e for e in (
     Entry("scratch", "transfer:Scratch", "scratch"),
-    Entry("transfer", "transfer:Transfer", "transfer"),
+    Entry("scratch_alt", "transfer:ScratchAlt", "scratch, 2nd init (null)"),
+    Entry("transfer", "transfer:Transfer", "transfer", "settings:TransferSettings"),
     Entry("pretrain", "pretrain:Pretrain", "pretrain"),
-    Entry("maml", "maml:MAML", "MAML"),
-    Entry("fomaml", "maml:FOMAML", "FOMAML"),
+    Entry("maml", "maml:MAML", "MAML", "settings:MamlSettings"),
+    Entry("fomaml", "maml:FOMAML", "FOMAML", "settings:MamlSettings"),
     Entry("reptile", "reptile:Reptile", "Reptile"),
-    Entry("leap", "leap:LEAP", "LEAP"),
-    Entry("hypernet", "hypernet:HyperNet", "hypernetwork"),
+    Entry("leap", "leap:LEAP", "LEAP", "settings:LeapSettings"),
+    Entry("hypernet", "hypernet:HyperNet", "hypernetwork", "settings:HypernetSettings"),
 )}
 
 
@@ -33,9 +35,19 @@ def get_method(name: str):
     return method_class(name)()
 
 
+def settings_class(name: str):
+    """The settings class of method ``name`` (read without importing its torch code)."""
+    entry = lookup(METHODS, name, "method")
+    if not entry.settings:
+        from ..settings import MethodSettings
+
+        return MethodSettings
+    return entry.load(__name__, entry.settings)
+
+
 def method_settings(name: str, **kwargs):
     """The settings record of method ``name`` (its own subclass of ``MethodSettings``)."""
-    return method_class(name).settings(name=name, **kwargs)
+    return settings_class(name)(name=name, **kwargs)
 
 
-__all__ = ["METHODS", "get_method", "method_class", "method_settings"]
+__all__ = ["METHODS", "get_method", "method_class", "method_settings", "settings_class"]

@@ -13,31 +13,15 @@ Meta-training minimises the query loss after the inner steps from that initialis
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from ..loss import TaskData
 from ..nets import Params, init_mlp, n_layers, scratch_params
-from ..settings import MethodSettings
 from .base import Context, MetaTask, batch_mean_grad
 from .maml import post_adaptation_loss
+from .settings import HypernetSettings
 
 ENC, BASE = "enc.", "base."
-
-
-@dataclass(frozen=True)
-class HypernetSettings(MethodSettings):
-    """The hypernetwork's settings: encoder latent size and hidden width."""
-
-    hyper_latent: int = 32
-    hyper_width: int = 64
-
-    def __post_init__(self):
-        super().__post_init__()
-        if min(self.hyper_latent, self.hyper_width) < 1:
-            raise ValueError(f"method.hyper_latent and method.hyper_width must be ≥ 1, got "
-                             f"{self.hyper_latent}, {self.hyper_width}")
 
 
 def _encoder_mlp(prefix: str, widths, gen, dtype, device) -> Params:

@@ -16,25 +16,13 @@ trajectories work. With the loss term and the norm off, the sum telescopes to θ
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from ..adapt import adapt
 from ..loss import TaskData
 from ..nets import Params
-from ..settings import MethodSettings
 from .base import Context, InitialisationMethod, MetaTask, batch_mean_grad
-
-
-@dataclass(frozen=True)
-class LeapSettings(MethodSettings):
-    """LEAP's settings: ``leap_norm`` the length (d1) instead of the energy (d2),
-    ``leap_loss_term`` the loss coordinate of the path, ``leap_stabilise`` Δf ← −|Δf|."""
-
-    leap_norm: bool = True
-    leap_loss_term: bool = True
-    leap_stabilise: bool = True
+from .settings import LeapSettings
 
 
 def leap_increments(trajectory, norm: bool, loss_term: bool, stabilise: bool) -> list[Params]:

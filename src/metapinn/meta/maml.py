@@ -13,22 +13,13 @@ g_FO = L_k'(φ_k).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch.func import grad_and_value
 
 from ..loss import TaskData
 from ..nets import Params
-from ..settings import MethodSettings
 from .base import Context, InitialisationMethod, MetaTask, batch_mean_grad
-
-
-@dataclass(frozen=True)
-class MamlSettings(MethodSettings):
-    """MAML's settings; ``first_order`` drops the Jacobian of the inner loop (FOMAML)."""
-
-    first_order: bool = False
+from .settings import MamlSettings
 
 
 def post_adaptation_loss(ctx: Context, init: Params, support: TaskData,
