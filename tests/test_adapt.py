@@ -54,10 +54,16 @@ def test_sgd_and_exponential_schedule():
 
 
 def test_log_schedule_and_adapt_history():
+    """Logged: every step to 10, then steps at most 10 % apart, every log_every-th and the
+    last, so that steps to a threshold have ≤ 10 % resolution."""
     _, _, loss_fn = _quadratic()
-    r = adapt({"x": torch.ones(5, dtype=torch.float64)}, loss_fn,
-              AdaptSettings(steps=23, lr=0.01, log_every=10, compile=False))
-    assert [rec["step"] for rec in r.records] == [0, 10, 20, 23]
+    s = AdaptSettings(steps=23, lr=0.01, log_every=10, compile=False)
+    r = adapt({"x": torch.ones(5, dtype=torch.float64)}, loss_fn, s)
+    assert [rec["step"] for rec in r.records] == list(s.log_steps()) == [*range(21), 22, 23]
+    long = AdaptSettings(steps=5000, log_every=1000).log_steps()
+    assert long[:11] == tuple(range(11)) and long[-1] == 5000
+    assert all(b <= 1.1 * a for a, b in zip(long[10:], long[11:], strict=False))
+    assert {1000, 2000, 3000, 4000} <= set(long) and len(long) < 100
     # the loss logged at step k is the loss of the parameters after k updates
     assert r.records[-1]["loss"] == pytest.approx(float(loss_fn(r.params)["total"]))
     assert r.records[0]["loss"] == pytest.approx(float(loss_fn(
@@ -74,10 +80,10 @@ def test_wall_time_excludes_evaluation():
         return {}
 
     t0 = time.perf_counter()
-    r = adapt({"x": torch.ones(5, dtype=torch.float64)}, loss_fn,
-              AdaptSettings(steps=20, log_every=2, compile=False), evaluate=slow_eval)
+    s = AdaptSettings(steps=20, log_every=2, compile=False)
+    r = adapt({"x": torch.ones(5, dtype=torch.float64)}, loss_fn, s, evaluate=slow_eval)
     elapsed = time.perf_counter() - t0
-    assert len(naps) == 11
+    assert len(naps) == len(s.log_steps()) == 21
     assert r.wall_time < elapsed - 0.9 * 0.05 * len(naps)
     assert [rec["wall_time"] for rec in r.records] == sorted(rec["wall_time"]
                                                               for rec in r.records)
@@ -138,7 +144,8 @@ def test_short_pinn_solve_lowers_the_loss_and_logs_errors():
     task = make_task(rc.pde, 0, TaskSettings(n_obs=100))
     r = solve_task(rc, task, scratch_params(rc, 0))
     ds = adapt_history(r, rc.pde)
-    assert list(ds.step.values) == [0, 20, 40, 60]
+    assert list(ds.step.values) == list(rc.adapt.log_steps())
+    assert {0, 20, 40, 60} <= set(ds.step.values)
     assert ds.loss.values[-1] < 0.5 * ds.loss.values[0]
     assert ds.coef_rel_err.dims == ("step", "coef_err")
     ev = Evaluator(rc.pde, task)(r.params)
@@ -194,13 +201,16 @@ def test_a_diverging_run_stops_and_keeps_the_step_grid():
     _, _, loss_fn = _quadratic()
     s = AdaptSettings(steps=40, lr=1e30, optimizer="sgd", log_every=10, compile=False)
     r = adapt({"x": torch.ones(5, dtype=torch.float64)}, loss_fn, s)
-    assert r.diverged_at == 10
-    assert [rec["step"] for rec in r.records] == [0, 10, 20, 30, 40]
+    assert r.diverged_at in s.log_steps() and r.diverged_at > 0
+    assert [rec["step"] for rec in r.records] == list(s.log_steps())
     assert np.isfinite(r.records[0]["loss"])
-    assert all(np.isnan(rec["loss"]) for rec in r.records[2:])
+    stop = list(s.log_steps()).index(r.diverged_at)
+    assert all(np.isfinite(rec["loss"]) for rec in r.records[:stop])
+    assert not np.isfinite(r.records[stop]["loss"])  # inf or NaN where it stopped
+    assert all(np.isnan(rec["loss"]) for rec in r.records[stop + 1:])  # the padding
     ok = adapt({"x": torch.ones(5, dtype=torch.float64)}, loss_fn,
                AdaptSettings(steps=40, lr=0.01, optimizer="sgd", log_every=10, compile=False))
-    assert ok.diverged_at is None and len(ok.records) == 5
+    assert ok.diverged_at is None and len(ok.records) == len(s.log_steps())
 
 
 @pytest.mark.parametrize("name", ["adam", "sgd"])

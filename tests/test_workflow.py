@@ -194,7 +194,9 @@ def test_tiny_pipeline_end_to_end(tiny_run):
     assert len(table) == 3 * 2 * len(METHODS)  # family × split × method
     assert set(map(tuple, table[["pde", "split", "method"]].values)) == {
         (p, s, m) for p in FAMILIES for s in ("test", "ood") for m in methods}
-    assert (table[table.method == "scratch"].speedup == 1.0).all()
+    # scratch against itself: 1 wherever defined (NaN only where it met them at step 0)
+    ref = table[table.method == "scratch"]
+    assert ((ref.speedup == 1.0) | (ref.n_at_init == ref.n_runs)).all()
     assert (out / "tables" / "speedup.tex").read_text().startswith("\\begin{tabular}")
     # the HTML report embeds every figure and the table, each with its caption
     report = tmp_path / "report.html"
