@@ -23,7 +23,7 @@
 #   run(command="bash benchmarks/gpu_check.sh 4", carry=[".whl"], timeout_s=600)
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-$PWD/gpu_check_out}
+OUT=${OUT:-/tmp/gpu_check_out}  # the device tool sets $OUT
 mkdir -p "$OUT"
 PY=${PYTHON:-python3}
 DEVICE=${DEVICE:-cuda}  # DEVICE=cpu smoke-tests the script on a machine without a GPU

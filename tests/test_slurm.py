@@ -1,7 +1,8 @@
 """The workflow on a real one-node SLURM cluster through profiles/slurm (issue 5).
 
-tests/slurm/cluster.sh starts munged, slurmctld and slurmd for this host (root); the `tiny`
-experiment then runs with the profile while a local `--cores 2` run of the same experiment runs
+tests/slurm/cluster.sh starts munged, slurmctld and slurmd for this host (root); the
+`tiny_slurm` experiment (`tiny` on one family and five methods: the whole DAG, every rule,
+in minutes) then runs with the profile while a local `--cores 2` run of the same experiment runs
 beside it. One SLURM run checks that every non-local job went through sbatch, that a GPU
 request of meta_train jobs (given on the command line: the profile asks for none with the
 default device=cpu) reaches sbatch and SLURM, that a meta_train job cancelled with scancel
@@ -34,10 +35,10 @@ CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
 PROFILE = REPO / "profiles" / "slurm"
 SNAKEMAKE = shutil.which("snakemake")
 PARTITION = "metapinntest"
-EXPERIMENT = "tiny"
+EXPERIMENT = "tiny_slurm"  # tiny on one family and five methods (minutes)
 GPU_RULES = {"meta_train"}
 CANCEL_RULE = "meta_train"
-TIMEOUT_S = 1800  # the whole SLURM run; measured 12-15 min on 2 busy cores
+TIMEOUT_S = 1800  # the whole SLURM run; the full tiny experiment took 12-15 min on 2 cores
 # what cluster.sh starts and what this test calls (Debian: slurm-wlm, slurm-client, munge)
 SLURM_PROGRAMS = ("slurmctld", "slurmd", "munged", "sbatch", "srun", "squeue", "scontrol",
                   "scancel", "sinfo")
