@@ -26,7 +26,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu_check_out}  # the device tool sets $OUT
 mkdir -p "$OUT"
 PY=${PYTHON:-python3}
-DEVICE=${DEVICE:-cuda}  # DEVICE=cpu smoke-tests the script on a machine without a GPU
+DEVICE=${DEVICE:-cuda}  # SKIP_WHEELS=1 DEVICE=cpu: a smoke test on a machine without a GPU
 export PYTHONUNBUFFERED=1
 exec > >(tee "$OUT/gpu_check.log") 2>&1
 start=$(date +%s)
@@ -40,7 +40,7 @@ run() {  # run <seconds> <command...>: a stage with a time limit; counts failure
     [ $rc -eq 0 ] || { echo "!! stage failed (exit $rc): $*"; failed=$((failed + 1)); }
 }
 
-if ls .whl/*.whl >/dev/null 2>&1; then
+if [ -z "${SKIP_WHEELS:-}" ] && ls .whl/*.whl >/dev/null 2>&1; then  # SKIP_WHEELS=1: use what is installed
     $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
         --target /tmp/site .whl/*.whl || { echo "wheel install failed"; exit 1; }
     export PYTHONPATH=/tmp/site PATH=/tmp/site/bin:$PATH
