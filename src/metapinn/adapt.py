@@ -95,46 +95,43 @@ class Optimizer:
         return params, (t, m, v)
 
 
-def compiled_step(loss_fn: LossFn, opt: Optimizer, names: list[str], factors: list[float]):
-    """Loss, gradient and optimiser update of one step as ONE ``torch.compile``d function
-    (Inductor fuses the element-wise work of all three): ``(tensors, moments, step, c2) ->
-    (tensors, moments, parts)``, with ``step`` and ``c2`` 0-d tensors from
-    :meth:`Optimizer.scalars` so that the schedule triggers no recompilation."""
-
-    def total_and_parts(tensors):
-        parts = loss_fn(dict(zip(names, tensors, strict=True)))
-        return parts["total"], parts
-
-    grad_fn = torch.func.grad(total_and_parts, has_aux=True)
-
-    def step(tensors, moments, step_size, c2):
-        grads, parts = grad_fn(tensors)
-        tensors, moments = opt.apply(tensors, grads, moments, step_size, c2, factors)
-        return tensors, moments, parts
-
-    return torch.compile(step, fullgraph=True, dynamic=False)
-
-
-def batched_step(loss_fn: BatchLossFn, opt: Optimizer, names: list[str], factors: list[float]):
-    """The step of :func:`compiled_step` for T tasks at once: ``vmap`` of the loss's
-    gradient and of :meth:`Optimizer.apply` over stacked parameters, moments, step sizes
-    (one per task) and task data: ``(tensors, moments, step (T,), c2, data) -> (tensors,
-    moments, parts)``. The gradient of each task's own loss is its serial gradient, so
-    every task follows its serial trajectory."""
+def train_step(loss_fn: BatchLossFn, opt: Optimizer, names: list[str], factors: list[float]):
+    """Loss, gradient and optimiser update of one step as a pure function of tensors:
+    ``(tensors, moments, step, c2, data) -> (tensors, moments, parts)``, with ``step`` and
+    ``c2`` (0-d tensors) from :meth:`Optimizer.scalars`, so that the schedule triggers no
+    recompilation when it is compiled, and ``loss_fn(params, data)``."""
 
     def total_and_parts(tensors, data):
         parts = loss_fn(dict(zip(names, tensors, strict=True)), data)
         return parts["total"], parts
 
-    grad_fn = torch.func.vmap(torch.func.grad(total_and_parts, has_aux=True))
-    update = torch.func.vmap(opt.apply, in_dims=(0, 0, 0, 0, None, None))
+    grad_fn = torch.func.grad(total_and_parts, has_aux=True)
 
     def step(tensors, moments, step_size, c2, data):
         grads, parts = grad_fn(tensors, data)
-        tensors, moments = update(tensors, grads, moments, step_size, c2, factors)
+        tensors, moments = opt.apply(tensors, grads, moments, step_size, c2, factors)
         return tensors, moments, parts
 
     return step
+
+
+def compiled_step(loss_fn: LossFn, opt: Optimizer, names: list[str], factors: list[float]):
+    """:func:`train_step` of one task as ONE ``torch.compile``d function (Inductor fuses
+    the element-wise work of loss, gradient and update): ``(tensors, moments, step, c2) ->
+    (tensors, moments, parts)``."""
+    step = train_step(lambda p, _: loss_fn(p), opt, names, factors)
+    return torch.compile(lambda tensors, moments, size, c2: step(tensors, moments, size, c2,
+                                                                 None),
+                         fullgraph=True, dynamic=False)
+
+
+def batched_step(loss_fn: BatchLossFn, opt: Optimizer, names: list[str], factors: list[float]):
+    """:func:`train_step` for T tasks at once: its ``vmap`` over stacked parameters,
+    moments, step sizes (one per task) and task data (``c2`` is shared). The gradient of
+    each task's own loss is its serial gradient, so every task follows its serial
+    trajectory."""
+    return torch.func.vmap(train_step(loss_fn, opt, names, factors),
+                           in_dims=(0, 0, 0, None, 0))
 
 
 def _warm_up(compiled, eager, args, like: torch.Tensor):
