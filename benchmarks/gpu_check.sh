@@ -8,7 +8,7 @@
 #   3. the tiny pipeline with --config experiment=tiny device=cuda (adapt and tune-lr batched
 #      by default on CUDA), its wall time and its speedup table;
 #   4. batched vs serial adaptation up to T = 256 tasks, quick and paper sizes
-#      (benchmarks/batch_time.py): eager for every T, compiled at T = 64 and 256.
+#      (benchmarks/batch_time.py): eager for every T, compiled at T = 64 and 256 (quick size).
 #
 # Each stage has its own time limit, logs to $OUT and goes on after a failure; the exit
 # status counts the failed stages. The GPU image has PyTorch but not Snakemake, Hydra or
@@ -16,11 +16,13 @@
 # and carry .whl/ along (it is installed into /tmp/site here). metapinn itself runs from
 # src/ without installing.
 #
+# Stages 2 and 3 check correctness, not speed, so when both are asked for they run side by
+# side (stage 2's log is printed when it ends); stage 4 times, so it runs alone after them.
+# The stage limits add up to ~9.5 min, to fit one 10-minute command:
+#   run(command="bash benchmarks/gpu_check.sh", carry=[".whl"], timeout_s=600)
+#
 # Usage (repository root, GPU machine): OUT=<dir> bash benchmarks/gpu_check.sh [STAGE...]
-# (stages 1 2 3 4 by default; the machine section always runs). All four take up to ~17 min,
-# so with a 10-minute limit per command run them as two calls back to back:
-#   run(command="bash benchmarks/gpu_check.sh 2 3", carry=[".whl"], timeout_s=600)
-#   run(command="bash benchmarks/gpu_check.sh 4", carry=[".whl"], timeout_s=600)
+# (stages 2 3 4 by default; the machine section always runs).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu_check_out}  # the device tool sets $OUT
@@ -28,7 +30,7 @@ mkdir -p "$OUT"
 PY=${PYTHON:-python3}
 DEVICE=${DEVICE:-cuda}  # SKIP_WHEELS=1 DEVICE=cpu: a smoke test on a machine without a GPU
 export PYTHONUNBUFFERED=1
-exec > >(tee "$OUT/gpu_check.log") 2>&1
+exec > >(tee "$OUT/gpu_check${*:+_${*// /_}}.log") 2>&1  # one log per stage list
 start=$(date +%s)
 stage() { echo; echo "== [$(($(date +%s) - start)) s] $*"; }
 STAGES=" ${*:-2 3 4} "
@@ -36,12 +38,12 @@ want() { [[ $STAGES == *" $1 "* ]]; }
 failed=0
 run() {  # run <seconds> <command...>: a stage with a time limit; counts failures
     local limit=$1; shift
-    timeout "$limit" "$@"; local rc=$?
+    timeout -k 10 "$limit" "$@"; local rc=$?  # -k: Snakemake waits on a TERM
     [ $rc -eq 0 ] || { echo "!! stage failed (exit $rc): $*"; failed=$((failed + 1)); }
 }
 
 if [ -z "${SKIP_WHEELS:-}" ] && ls .whl/*.whl >/dev/null 2>&1; then  # SKIP_WHEELS=1: use what is installed
-    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    [ -d /tmp/site/snakemake ] || $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
         --target /tmp/site .whl/*.whl || { echo "wheel install failed"; exit 1; }
     export PYTHONPATH=/tmp/site PATH=/tmp/site/bin:$PATH
 fi
@@ -58,29 +60,57 @@ $PY -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torc
 'cuda', torch.version.cuda, torch.cuda.get_device_name() if torch.cuda.is_available() else 'NO CUDA')"
 nproc
 
-if want 2; then
+if [ "$DEVICE" = cuda ] && ! $PY -c "import torch; assert torch.cuda.is_available()"; then
+    echo "!! no CUDA device: nothing to check"; exit 99
+fi
+
+stage2() {
     stage "2. CUDA correctness of every adaptation path (vs the CPU)"
-    run 240 $PY benchmarks/gpu_check.py --device "$DEVICE"
+    run "${LIMIT2:-270}" $PY benchmarks/gpu_check.py --device "$DEVICE"
+    echo "stage 2 failed: $failed"
+}
+if want 2 && want 3; then  # side by side: stage 2 to its own log, printed when it ends
+    stage "2. started in the background (log: $OUT/stage2.log)"
+    stage2 > "$OUT/stage2.log" 2>&1 &
+    stage2_pid=$!
+elif want 2; then
+    stage2
 fi
 
 if want 3; then
     stage "3. tiny pipeline on $DEVICE"
     rm -rf results/tiny logs/tiny
     t0=$(date +%s)
-    run 300 snakemake --cores "$(nproc)" --config experiment=tiny device="$DEVICE" --quiet rules
-    echo "tiny pipeline on $DEVICE: $(($(date +%s) - t0)) s wall"
+    # the default profile runs one job per GPU (resources gpu=1); these jobs are small, so
+    # GPU_JOBS of them share the card
+    run "${LIMIT3:-270}" snakemake --cores "$(nproc)" --resources gpu="${GPU_JOBS:-8}" \
+        --config experiment=tiny device="$DEVICE" --quiet rules \
+        > "$OUT/tiny_snakemake.log" 2>&1
+    echo "tiny pipeline on $DEVICE: $(($(date +%s) - t0)) s wall;" \
+        "$(grep -c '^Finished' "$OUT/tiny_snakemake.log") jobs finished"
+    grep -B2 -A12 "^Error\|Traceback" "$OUT/tiny_snakemake.log" | head -40
+    for f in $(grep -rl "Traceback" logs/tiny 2>/dev/null | head -3); do  # failed jobs' logs
+        echo "--- $f"; tail -25 "$f"
+    done
+    cp -r logs/tiny "$OUT/tiny_logs" 2>/dev/null
     grep -rh "at once\|compiled in\|DIVERGED\|Error" logs/tiny 2>/dev/null \
         | sed 's/^[0-9: ,-]*//' | sort | uniq -c | sort -rn | head -20
     cat results/tiny/tables/speedup.md 2>/dev/null || ls -R results/tiny | head -40
     cp -r results/tiny/tables "$OUT/tiny_tables" 2>/dev/null
 fi
 
+if [ -n "${stage2_pid:-}" ]; then
+    wait "$stage2_pid"
+    cat "$OUT/stage2.log"
+    grep -q "stage 2 failed: 0" "$OUT/stage2.log" || failed=$((failed + 1))
+fi
+
 if want 4; then
     stage "4a. batched vs serial, eager, T = 1..256"
-    run 240 $PY benchmarks/batch_time.py --device "$DEVICE" --tasks 1 4 16 64 256 \
+    run "${LIMIT4A:-120}" $PY benchmarks/batch_time.py --device "$DEVICE" --tasks 1 4 16 64 256 \
         --variants serial batched --serial-tasks 4 --steps 20 --repeats 3 --out "$OUT/eager"
-    stage "4b. batched vs serial, compiled, T = 64 and 256"
-    run 300 $PY benchmarks/batch_time.py --device "$DEVICE" --tasks 64 256 \
+    stage "4b. batched vs serial, compiled, T = 64 and 256, quick size"
+    run "${LIMIT4B:-150}" $PY benchmarks/batch_time.py --device "$DEVICE" --tasks 64 256 --sizes quick \
         --variants serial_compiled batched_compiled --serial-tasks 4 --steps 20 --repeats 3 \
         --out "$OUT/compiled"
 fi

@@ -23,9 +23,9 @@ IMAGE = {"torch", "numpy", "scipy", "pandas", "xarray", "matplotlib", "seaborn",
          "certifi", "charset-normalizer", "psutil", "attrs", "typing-extensions", "pillow",
          "contourpy", "cycler", "fonttools", "kiwisolver", "pyparsing", "python-dateutil",
          "six", "filelock", "fsspec", "sympy", "mpmath", "networkx", "setuptools", "triton",
-         "tabulate", "wrapt", "platformdirs", "rich", "pygments", "markdown-it-py", "mdurl",
-         "jsonschema", "jsonschema-specifications", "referencing", "rpds-py", "h5py", "tzdata",
-         "pytz", "narwhals"}
+         "tabulate", "wrapt", "rich", "pygments", "markdown-it-py", "mdurl", "h5py", "tzdata",
+         "pytz", "narwhals"}  # checked against the image's package list (2026-11-17):
+# platformdirs, jsonschema and its dependencies are not in it, so they are carried
 def norm(n): return re.sub(r"[-_.]+", "-", n).lower()
 seen, todo = {}, list(ROOTS)
 while todo:

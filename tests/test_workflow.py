@@ -52,9 +52,9 @@ def test_dry_run_job_counts(tmp_path, experiment, seeds):
     assert _job_counts(r.stdout) == expected
 
 
-@pytest.mark.parametrize("visible, limit", [("0,1", 'Resource("gpu", 2)'), ("", None)])
+@pytest.mark.parametrize("visible, limit", [("0,1", 'Resource("gpu", 16)'), ("", None)])
 def test_local_gpu_jobs_are_limited_to_the_machines_gpus(tmp_path, visible, limit):
-    """profiles/default caps concurrent GPU jobs at the number of visible GPUs (none: no cap)."""
+    """profiles/default caps concurrent GPU jobs at 8 per visible GPU (none: no cap)."""
     env = dict(os.environ, CUDA_VISIBLE_DEVICES=visible)
     r = _snakemake(tmp_path, "results/tiny/tasks/burgers.nc", "--cores", "1", "--config",
                    "experiment=tiny", env=env)
