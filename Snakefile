@@ -16,6 +16,8 @@ include: "workflow/rules/tasks.smk"
 include: "workflow/rules/meta.smk"
 include: "workflow/rules/adapt.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/budget.smk"
+include: "workflow/rules/own_lr.smk"
 
 
 # cheap rules (seconds each): run by the submitting Snakemake itself, never queued on a cluster
@@ -28,6 +30,9 @@ localrules:
     tables,
     threshold_sweep,
     amortised_cost,
+    meta_budget,
+    collect_own_lr,
+    tables_own_lr,
 
 
 rule all:

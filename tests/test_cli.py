@@ -92,7 +92,9 @@ def test_experiment_method_overrides_and_command_line_precedence():
     from metapinn.config import compose
 
     cfg = compose(["experiment=quick", "method=maml"])
-    assert cfg.method.outer_steps == 20 and cfg.method.inner_lr == 0.01
+    assert cfg.method.inner_steps == 2 and cfg.method.inner_lr == 0.01
+    # outer steps from quick's meta-training budget: ⌊2400 / (4 tasks × 3 × 2.25)⌋
+    assert cfg.method.outer_steps == 88
     cfg = compose(["experiment=quick", "method=maml", "method.outer_steps=7"])
     assert cfg.method.outer_steps == 7 and cfg.method.inner_steps == 2
     assert compose(["experiment=quick", "method=scratch"]).method.outer_steps == 0

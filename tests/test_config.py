@@ -118,8 +118,11 @@ def _digests(overrides):
 def test_digests_change_with_exactly_the_settings_a_command_reads():
     base = _digests(["experiment=quick", "method=maml"])
     assert base == _digests(["experiment=quick", "method=maml", "threads=2", "out=x.nc",
-                             "tasks_file=t.nc", "method.outer_steps=20"])  # 20 is quick's
+                             "tasks_file=t.nc", "method.outer_steps=88"])  # quick's budget's
     budget = _digests(["experiment=quick", "method=maml", "method.outer_steps=25"])
+    assert {c for c in base if base[c] != budget[c]} == {"meta-train", "adapt-tasks"}
+    # the meta-training budget reaches the digests through the outer steps it buys
+    budget = _digests(["experiment=quick", "method=maml", "experiment.meta_budget=4800"])
     assert {c for c in base if base[c] != budget[c]} == {"meta-train", "adapt-tasks"}
     threshold = _digests(["experiment=quick", "method=maml",
                           "pde.threshold={u_rel_l2:0.2,coef_rel_err:0.3}"])

@@ -48,6 +48,13 @@ def test_dry_run_job_counts(tmp_path, experiment, seeds):
     nf, nm = len(FAMILIES), len(METHODS)
     expected = {k: nf * v for k, v in PER_FAMILY.items()} | ONCE
     expected |= {"meta_train": nf * (nm - 1) * seeds, "adapt": nf * nm * seeds}
+    if experiment == "paper":  # the compute figure: 4 methods at ¼× and 4× the budget
+        expected |= {"meta_train_budget": nf * 4 * 2 * seeds,
+                     "adapt_budget": nf * 4 * 2 * seeds, "meta_budget": 1,
+                     # the own-rate table: every method but scratch tuned and adapted again
+                     "tune_method_lr": nf * (nm - 1) * seeds,
+                     "adapt_own_lr": nf * (nm - 1) * seeds,
+                     "collect_own_lr": 1, "tables_own_lr": 1}
     expected["total"] = sum(expected.values())
     assert _job_counts(r.stdout) == expected
 
@@ -118,18 +125,31 @@ def test_case_1_an_edit_reruns_exactly_the_jobs_it_affects(tiny_run):
                                         "\n    maml: {outer_steps: 2,  # restated\n        ")
                        .replace("log_every: 10,", "log_every: 10, lr_decay: 0.1,"))
         assert _planned_jobs(tiny_run) == {}
-        # one method's budget: its meta_train and adapt jobs of every family, and what
-        # reads them; nothing else
+        # one method's inner rate: its meta_train and adapt jobs of every family (at each
+        # multiple of the budget), and what reads them; nothing else
         exp.write_text(original.replace("\n    maml: {outer_steps: 2,",
-                                        "\n    maml: {outer_steps: 3,"))
-        assert exp.read_text().count("outer_steps: 3") == 1  # maml's, not fomaml's
+                                        "\n    maml: {inner_lr: 0.003, outer_steps: 2,"))
         jobs = _planned_jobs(tiny_run)
         assert sorted(jobs["meta_train"]) == sorted(jobs["adapt"]) == [
             f"pde={p}, method=maml, seed=0" for p in ("burgers", "cdr", "darcy")]
-        assert {r: len(w) for r, w in jobs.items() if r not in ("meta_train", "adapt")} == {
+        assert sorted(jobs["meta_train_budget"]) == sorted(jobs["adapt_budget"]) == [
+            f"pde={p}, method=maml, scale=0.5, seed=0" for p in ("burgers", "cdr", "darcy")]
+        assert sorted(jobs["tune_method_lr"]) == sorted(jobs["adapt_own_lr"]) == sorted(
+            jobs["meta_train"])
+        per_family = ("meta_train", "adapt", "meta_train_budget", "adapt_budget",
+                      "tune_method_lr", "adapt_own_lr")
+        assert {r: len(w) for r, w in jobs.items() if r not in per_family} == {
             "collect": 1, "family_figures": 3, "meta_training_figure": 3,
             "speedup_overview": 1, "threshold_sweep": 1, "amortised_cost": 1, "tables": 1,
-            "all": 1}
+            "meta_budget": 1, "collect_own_lr": 1, "tables_own_lr": 1, "all": 1}
+        # the meta-training budget: every budgeted method's jobs (pretrain's too: 64
+        # evaluations buy it more than the evaluation budget's 20 steps), scratch's and
+        # transfer's not (transfer trains the evaluation budget's 20 steps either way)
+        exp.write_text(original.replace("meta_budget: 32", "meta_budget: 64"))
+        jobs = _planned_jobs(tiny_run)
+        assert {w.split(", ")[1] for w in jobs["meta_train"]} == {
+            f"method={m}" for m in ("pretrain", "maml", "fomaml", "reptile", "leap",
+                                    "hypernet")}
     finally:
         exp.write_text(original)
     # moving the checkout with its results reruns nothing
@@ -169,7 +189,42 @@ def test_tiny_pipeline_end_to_end(tiny_run):
         assert "max_rss" in bench.read_text()
     _assert_figure(out / "figures" / "speedup_overview")
     _assert_figure(out / "figures" / "threshold_sweep")
+    _assert_figure(out / "figures" / "meta_budget")
     tune = read_netcdf(out / "tune" / "burgers.nc")
+    # equal meta-training compute: each budgeted method spent at most the budget (32
+    # gradient evaluations, rounded down to whole outer steps); ½× spent about half
+    for pde in FAMILIES:
+        for method in ("fomaml", "maml", "reptile", "leap", "hypernet"):
+            h = read_netcdf(out / "meta" / pde / method / "seed0" / "history.nc").attrs
+            per = h["gradient_evals_per_outer_step"]
+            assert 32 - per < h["gradient_evals_spent"] <= 32, (pde, method)
+        for method in ("reptile", "maml"):
+            h = read_netcdf(out / "budget" / "meta" / pde / method / "x0.5" / "seed0" /
+                            "history.nc").attrs
+            assert h["budget_scale"] == 0.5 and 16 - h["gradient_evals_per_outer_step"] < \
+                h["gradient_evals_spent"] <= 16
+    # the own-rate table: each method at the rate its own val runs chose, scratch's
+    # thresholds, scratch's row the main run's
+    own = pd.read_csv(out / "tables" / "speedup_own_lr.csv")
+    assert set(map(tuple, own[["pde", "split", "method"]].values)) == {
+        (p, s, m) for p in FAMILIES for s in ("test", "ood") for m in methods}
+    for pde in FAMILIES:
+        own_tune = read_netcdf(out / "own_lr" / "tune" / pde / "maml" / "seed0.nc")
+        assert own_tune.attrs["method"] == "maml"
+        ds = read_netcdf(out / "own_lr" / "adapt" / pde / "maml" / "seed0.nc")
+        main = read_netcdf(out / "tune" / f"{pde}.nc")
+        assert ds.attrs["threshold_u_rel_l2"] == main.attrs["val_threshold_u_rel_l2"]
+        log = (tmp_path / "logs" / "tiny" / "own_lr" / "adapt" / pde / "maml" /
+               "seed0.log").read_text()
+        assert f"adaptation learning rate {own_tune.attrs['best_lr']:.3g}" in log
+    budget = pd.read_csv(out / "tables" / "meta_budget.csv")
+    assert set(zip(budget.budget_scale, budget.method, strict=True)) == {
+        (s, m) for s in (0.5, 1.0) for m in ("reptile", "maml")}
+    # the baselines trained at the tuned rate
+    for method in ("transfer", "pretrain"):
+        log = (tmp_path / "logs" / "tiny" / "meta_train" / "burgers" / method /
+               "seed0.log").read_text()
+        assert f"adaptation learning rate {tune.attrs['best_lr']:.3g}" in log
     assert tune.u_rel_l2.dims == ("lr", "task")
     # the grid grew until its best rate was interior (or says it could not)
     assert tune.lr.values.min() < tune.attrs["best_lr"] < tune.lr.values.max() or \

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("metapinn")
 
 PLAIN_COMMANDS = ("collect", "tables", "plot-family", "plot-meta-training", "plot-speedups",
-                  "plot-threshold-sweep", "amortised-cost")
+                  "plot-threshold-sweep", "amortised-cost", "meta-budget")
 HYDRA_COMMANDS = ("generate-tasks", "tune-lr", "solve", "meta-train", "adapt-tasks",
                   "taylor-check", "export-observations", "identify", "config")
 
@@ -84,8 +84,10 @@ def cmd_solve(cfg: DictConfig, rc: RunConfig) -> None:
 
 
 def _with_tuned_lr(cfg: DictConfig, rc: RunConfig) -> RunConfig:
-    """``lr_file=PATH``: adapt with the learning rate tuned for scratch (same for all), and
-    where ``pde.threshold`` is unset, with the file's validation thresholds."""
+    """``lr_file=PATH``: adapt with the learning rate tuned there (for scratch: the same for
+    every method; the own-rate table gives each method's own file), and where
+    ``pde.threshold`` is unset, with the validation thresholds of ``threshold_file``
+    (default: ``lr_file``; the own-rate table keeps scratch's)."""
     if not cfg.lr_file:
         return rc
     from dataclasses import replace
@@ -93,28 +95,38 @@ def _with_tuned_lr(cfg: DictConfig, rc: RunConfig) -> RunConfig:
     from .evaluate import tuned_lr, validation_thresholds
 
     lr = tuned_lr(cfg.lr_file, rc.pde.name)
-    log.info("adaptation learning rate %.3g (tuned for scratch: %s)", lr, cfg.lr_file)
+    log.info("adaptation learning rate %.3g (tuned: %s)", lr, cfg.lr_file)
     rc = replace(rc, adapt=replace(rc.adapt, lr=lr))
     if rc.threshold_u is None:
-        eps_u, eps_c = validation_thresholds(cfg.lr_file, rc.pde.name)
+        source = cfg.threshold_file or cfg.lr_file
+        eps_u, eps_c = validation_thresholds(source, rc.pde.name)
         log.info("thresholds from the val runs of %s: u_rel_l2 %.3g, coef_rel_err %.3g",
-                 cfg.lr_file, eps_u, eps_c)
+                 source, eps_u, eps_c)
         rc = replace(rc, threshold_u=eps_u, threshold_coef=eps_c)
     return rc
 
 
 def cmd_tune_lr(cfg: DictConfig, rc: RunConfig) -> None:
+    from .config import method_config
     from .evaluate import tune_scratch_lr
     from .ncio import check_writable
 
     exp = _experiment_dir(cfg)
     tasks_file = _tasks_file(cfg, rc)
-    out = check_writable(cfg.out or exp / "tune" / f"{rc.pde.name}.nc")
-    best = tune_scratch_lr(rc, tasks_file, cfg.experiment.lr_grid, out)
+    method = method_config(cfg).name  # scratch, or a method's init (its own best rate)
+    init = cfg.init
+    if method == "scratch":
+        default = exp / "tune" / f"{rc.pde.name}.nc"
+    else:
+        init = init or _meta_dir(cfg, rc, method) / "init.pt"
+        default = exp / "own_lr" / "tune" / rc.pde.name / method / f"seed{rc.seed}.nc"
+    out = check_writable(cfg.out or default)
+    best = tune_scratch_lr(rc, tasks_file, cfg.experiment.lr_grid, out, method=method,
+                           init=init)
     from .ncio import read_netcdf
 
     grid = [float(x) for x in read_netcdf(out).lr.values]
-    print(f"{rc.pde.name}: best scratch learning rate {best:g} of {grid}"
+    print(f"{rc.pde.name}: best {method} learning rate {best:g} of {grid}"
           f" (experiment.lr_grid {list(cfg.experiment.lr_grid)}, extended while the best was"
           f" on an edge); wrote {out}")
 
@@ -137,7 +149,8 @@ def cmd_adapt_tasks(cfg: DictConfig, rc: RunConfig) -> None:
     if init is None and method != "scratch":
         init = _meta_dir(cfg, rc, method) / "init.pt"
     splits = tuple(cfg.experiment.splits)
-    solve_tasks(rc, tasks_file, method, out, init=init, splits=splits)
+    solve_tasks(rc, tasks_file, method, out, init=init, splits=splits,
+                attrs={"budget_scale": float(cfg.budget_scale)})
     print(f"wrote {out}")
 
 
@@ -150,15 +163,30 @@ def _meta_dir(cfg: DictConfig, rc: RunConfig, method: str) -> Path:
     return _experiment_dir(cfg) / "meta" / rc.pde.name / method / f"seed{rc.seed}"
 
 
+# baselines fitted by plain training, at the adaptation rate tuned for scratch (lr_file=):
+# transfer's solve uses adapt.lr, pretraining's Adam its outer_lr
+TUNED_RATE_METHODS = ("transfer", "pretrain")
+
+
 def cmd_meta_train(cfg: DictConfig, rc: RunConfig) -> None:
     from .config import method_config
     from .metatrain import meta_train
     from .ncio import check_writable_dir
 
     ms = method_config(cfg)
+    if cfg.lr_file and ms.name in TUNED_RATE_METHODS:  # the baselines train at the tuned rate
+        from dataclasses import replace
+
+        rc = _with_tuned_lr(cfg, rc)
+        if ms.name == "pretrain":
+            ms = replace(ms, outer_lr=rc.adapt.lr)
     tasks_file = _tasks_file(cfg, rc)
     out_dir = check_writable_dir(cfg.out_dir or _meta_dir(cfg, rc, ms.name))
-    path = meta_train(rc, ms, tasks_file, out_dir, resume=bool(cfg.resume))
+    exp = cfg.experiment
+    budget = None if exp.meta_budget is None else exp.meta_budget * cfg.budget_scale
+    path = meta_train(rc, ms, tasks_file, out_dir, resume=bool(cfg.resume),
+                      second_order_cost=exp.second_order_cost, meta_budget=budget,
+                      budget_scale=float(cfg.budget_scale))
     print(f"wrote {path} and {out_dir / 'history.nc'}")
 
 
@@ -254,6 +282,14 @@ def _plain_parser(command: str) -> argparse.ArgumentParser:
     elif command == "amortised-cost":
         p.add_argument("--csv", required=True)
         p.add_argument("inputs", nargs="*", help="meta-training history.nc files")
+    elif command == "meta-budget":
+        p.add_argument("--pdf", required=True)
+        p.add_argument("--png", required=True)
+        p.add_argument("--csv", required=True)
+        p.add_argument("--adapt", nargs="+", required=True,
+                       help="adaptation NetCDFs: scratch's and every budget multiple's")
+        p.add_argument("--histories", nargs="*", default=[],
+                       help="meta-training history.nc files (the compute spent)")
     elif command == "tables":
         p.add_argument("--csv", required=True)
         p.add_argument("--md", required=True)
@@ -303,6 +339,11 @@ def run_plain(command: str, rest: list[str]) -> None:
 
         amortised_cost_outputs(a.convergence, a.inputs, a.csv, a.pdf, a.png)
         print(f"wrote {a.csv}, {a.pdf} and {a.png}")
+    elif command == "meta-budget":
+        from .plots import meta_budget_outputs
+
+        meta_budget_outputs(a.adapt, a.histories, a.csv, a.pdf, a.png)
+        print(f"wrote {a.csv}, {a.pdf} and {a.png}")
     elif command == "plot-threshold-sweep":
         from .plots import threshold_sweep_figure
 
@@ -333,6 +374,8 @@ plain commands:
   plot-threshold-sweep --convergence C --pdf F --png F   speedup against the threshold
   amortised-cost --convergence C --csv F --pdf F --png F [history.nc ...]
                    total cost of N tasks (meta-training + N × adaptation) per method
+  meta-budget --csv F --pdf F --png F --adapt ADAPT.nc ... [--histories H.nc ...]
+                   speedup against meta-training compute (multiples of the budget)
 """
 
 

@@ -137,7 +137,31 @@ def compose(overrides: list[str] | tuple[str, ...] = (),
         raise ConfigError(_explain(e, parsed, directory)) from None
     for group, key in (("pde", "pde_overrides"), ("method", "method_overrides")):
         _merge_experiment(cfg, group, key, parsed)
+    _apply_budget(cfg, parsed)
     return cfg
+
+
+def _apply_budget(cfg: DictConfig, parsed) -> None:
+    """``experiment.meta_budget`` × ``budget_scale`` gradient evaluations → the method's
+    ``outer_steps`` (``MethodSettings.for_budget``), written into the composed configuration
+    so that digests, checkpoints and the saved config all show what runs. An
+    ``outer_steps`` (or ``transfer_steps``) given on the command line wins."""
+    exp = cfg.experiment
+    if exp.meta_budget is None or OmegaConf.is_missing(cfg.method, "name"):
+        return
+    if cfg.budget_scale <= 0:
+        raise ConfigError(f"budget_scale must be > 0, got {cfg.budget_scale}")
+    given = {ov.key_or_group for ov in parsed if ov.type == OverrideType.CHANGE}
+    try:
+        ms = settings_class(cfg.method.name)(**OmegaConf.to_container(cfg.method,
+                                                                     resolve=True))
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"method {cfg.method.name}: {str(e).splitlines()[0]}") from None
+    new = ms.for_budget(float(exp.meta_budget) * float(cfg.budget_scale),
+                        float(exp.second_order_cost), int(cfg.adapt.steps))
+    for f in dataclasses.fields(new):
+        if getattr(new, f.name) != getattr(ms, f.name) and f"method.{f.name}" not in given:
+            cfg.method[f.name] = getattr(new, f.name)
 
 
 def _parse(overrides: list[str], directory: Path):

@@ -117,10 +117,12 @@ def task_history(rc: RunConfig, task: Task, result: AdaptResult) -> xr.Dataset:
 
 
 def solve_tasks(rc: RunConfig, tasks_file: str | Path, method: str, out: str | Path,
-                init: str | None = None, splits: tuple[str, ...] = ("test",)) -> Path:
+                init: str | None = None, splits: tuple[str, ...] = ("test",),
+                attrs: dict | None = None) -> Path:
     """Solve every task of ``splits`` in ``tasks_file`` from ``method``'s initialisation.
 
-    Writes one NetCDF with dims ``(task, step, coef, coef_err)``.
+    Writes one NetCDF with dims ``(task, step, coef, coef_err)``; ``attrs`` are added to its
+    attributes (e.g. the ``budget_scale`` of the initialisation).
     """
     ds = load_tasks(tasks_file, rc.pde.name)
     indices = split_indices(ds, splits)
@@ -157,7 +159,8 @@ def solve_tasks(rc: RunConfig, tasks_file: str | Path, method: str, out: str | P
                     diverged.sum(), len(indices),
                     " ".join(str(i) for i, d in zip(indices, diverged, strict=True) if d))
     out_ds.attrs.update({"pde": rc.pde.name, "method": method, "seed": rc.seed,
-                         "n_diverged": int(diverged.sum()), "config_digest": rc.digest})
+                         "n_diverged": int(diverged.sum()), "config_digest": rc.digest,
+                         **(attrs or {})})
     if rc.threshold_u is not None:  # what collect and the tables measure steps to
         out_ds.attrs.update({"threshold_u_rel_l2": rc.threshold_u,
                              "threshold_coef_rel_err": rc.threshold_coef})
@@ -200,9 +203,14 @@ def extend_grid(score, lrs, max_extensions: int = MAX_EXTENSIONS):
 
 
 def tune_scratch_lr(rc: RunConfig, tasks_file: str | Path, lrs, out: str | Path,
-                    split: str = "val", max_extensions: int = MAX_EXTENSIONS) -> float:
+                    split: str = "val", max_extensions: int = MAX_EXTENSIONS,
+                    method: str = "scratch", init: str | Path | None = None) -> float:
     """The learning rate best for ``scratch`` on the ``split`` tasks, and the family's
     thresholds from those runs (docs/design.md §4). Only ``split`` tasks are read.
+
+    With ``method`` and its ``init`` file, the same for that method's initialisation: its
+    own best rate (the own-rate table). The thresholds recorded are then that method's
+    val errors; the tables always use scratch's.
 
     Every candidate runs the configured inner loop from scratch on every ``split`` task;
     the best has the lowest median final ``u_rel_l2`` (ties: lower median loss). The grid
@@ -221,7 +229,7 @@ def tune_scratch_lr(rc: RunConfig, tasks_file: str | Path, lrs, out: str | Path,
     idx = split_indices(ds, (split,))
     if not idx:
         raise ValueError(f"{tasks_file} has no {split!r} tasks to tune the learning rate on")
-    init_fn = initialiser(rc)
+    init_fn = initialiser(rc, init, method)
     tasks = [task_from_dataset(ds, i) for i in idx]
     rows: dict[float, dict[str, np.ndarray]] = {}
 
@@ -277,20 +285,20 @@ def tune_scratch_lr(rc: RunConfig, tasks_file: str | Path, lrs, out: str | Path,
              {"long_name": ln, "units": un}) for k, (ln, un) in long_names.items()},
         coords={"lr": ("lr", np.array(grid), {"long_name": "learning rate", "units": "1"}),
                 "task": ("task", np.array(idx))},
-        attrs={"pde": rc.pde.name, "best_lr": best, "split": split,
+        attrs={"pde": rc.pde.name, "method": method, "best_lr": best, "split": split,
                "initial_grid": " ".join(f"{x:g}" for x in lrs),
                "grid_extensions": extensions, "grid_capped": int(capped),
                "val_threshold_u_rel_l2": eps_u, "val_threshold_coef_rel_err": eps_c,
                "threshold_rule": f"{THRESHOLD_FACTOR:g} x the median over the {split} tasks "
-                                 f"of scratch's final u_rel_l2 (and largest coefficient "
+                                 f"of {method}'s final u_rel_l2 (and largest coefficient "
                                  f"error) at best_lr",
                "n_diverged": int(sum(r["diverged"].sum() for r in rows.values())),
                "config_digest": rc.digest},
     )
-    write_netcdf(res, out, title=f"scratch learning-rate tuning on {rc.pde.name}",
-                 config=rc.yaml, history="metapinn tune-lr")
-    log.info("%s: best scratch learning rate %.3g; validation thresholds u_rel_l2 %.3g, "
-             "coef_rel_err %.3g", rc.pde.name, best, eps_u, eps_c)
+    write_netcdf(res, out, title=f"{method} learning-rate tuning on {rc.pde.name}",
+                 config=rc.yaml, history=f"metapinn tune-lr method={method}")
+    log.info("%s: best %s learning rate %.3g; validation thresholds u_rel_l2 %.3g, "
+             "coef_rel_err %.3g", rc.pde.name, method, best, eps_u, eps_c)
     return best
 
 

@@ -66,7 +66,9 @@ def validation_loss(method, meta: Params, ctx: Context) -> float:
 
 
 def meta_train(rc: RunConfig, ms: MethodSettings, tasks_file: str | Path, out_dir: str | Path,
-               resume: bool = False, stop_after: int | None = None) -> Path:
+               resume: bool = False, stop_after: int | None = None,
+               second_order_cost: float = 1.0, meta_budget: float | None = None,
+               budget_scale: float = 1.0) -> Path:
     """Meta-train ``ms.name`` on the training tasks; write ``init.pt`` and ``history.nc``.
 
     Args:
@@ -81,6 +83,10 @@ def meta_train(rc: RunConfig, ms: MethodSettings, tasks_file: str | Path, out_di
             ``history.nc`` are written.
         stop_after: stop after this many outer steps in total (a checkpoint is written);
             for tests of resumption.
+        second_order_cost, meta_budget, budget_scale: how compute is counted
+            (``experiment.*``; the budget already multiplied by ``budget_scale``); recorded
+            in ``history.nc`` with the gradient evaluations spent (``gradient_evals``, per
+            outer step and in all).
 
     Returns:
         The path of ``init.pt``.
@@ -153,9 +159,20 @@ def meta_train(rc: RunConfig, ms: MethodSettings, tasks_file: str | Path, out_di
                  "hidden": list(rc.hidden), "train_time": train_time, "digest": rc.digest,
                  "settings": dataclasses.asdict(ms),
                  "meta": {k: v.detach().cpu() for k, v in meta.items()}}, init_path)
-    hist = meta_history(records, train_time)
+    per_step = ms.gradient_evals_per_step(second_order_cost)
+    hist = meta_history(records, train_time, per_step)
     hist.attrs.update({"pde": rc.pde.name, "method": ms.name, "seed": rc.seed,
-                       "config_digest": rc.digest})
+                       "config_digest": rc.digest, "second_order_cost": second_order_cost,
+                       "outer_steps": ms.outer_steps, "budget_scale": budget_scale})
+    if per_step is not None:
+        hist.attrs["gradient_evals_per_outer_step"] = per_step
+        hist.attrs["gradient_evals_spent"] = per_step * ms.outer_steps
+    if meta_budget is not None:
+        hist.attrs["meta_budget"] = float(meta_budget)
+    log.info("%s/%s: %d outer steps, %s task-loss gradient evaluations (budget %s)",
+             rc.pde.name, ms.name, ms.outer_steps,
+             "no" if per_step is None else f"{per_step * ms.outer_steps:.0f}",
+             "none" if meta_budget is None else f"{meta_budget:.0f}")
     write_netcdf(hist, out_dir / "history.nc",
                  title=f"meta-training of {ms.name} on {rc.pde.name}", config=rc.yaml,
                  history=f"metapinn meta-train method={ms.name}")
@@ -206,7 +223,8 @@ def _differing(old: dict, new: dict, prefix: str = "") -> list[str]:
     return out
 
 
-def meta_history(records: list[dict], train_time: float) -> xr.Dataset:
+def meta_history(records: list[dict], train_time: float,
+                 evals_per_step: float | None = None) -> xr.Dataset:
     steps = np.array([r["step"] for r in records], dtype=int)
     ds = xr.Dataset(
         {
@@ -221,5 +239,9 @@ def meta_history(records: list[dict], train_time: float) -> xr.Dataset:
         },
         coords={"outer_step": ("outer_step", steps, {"long_name": "outer step"})},
     )
+    if evals_per_step is not None:
+        ds["gradient_evals"] = ("outer_step", steps * float(evals_per_step),
+                                {"long_name": "cumulative task-loss gradient evaluations",
+                                 "units": "1"})
     ds.attrs["total_train_time_s"] = float(train_time)
     return ds

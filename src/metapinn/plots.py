@@ -26,6 +26,7 @@ from .registry import titles  # noqa: E402
 from .stats import (  # noqa: E402
     METHOD_ORDER,
     amortised_cost,
+    budget_table,
     meta_train_times,
     select_split,
     speedup_table,
@@ -307,6 +308,20 @@ def speedup_overview_figure(convergence_nc: str | os.PathLike, pdf: str | os.Pat
     _save(fig, pdf, png)
 
 
+def _split_by_family_panels(splits, pdes, height: float):
+    """A row of panels per split, a column per family."""
+    sns.set_theme(style="whitegrid", context="paper")
+    return plt.subplots(len(splits), len(pdes), figsize=(3.2 * len(pdes), height * len(splits)),
+                        layout="constrained", squeeze=False)
+
+
+def _legend_right(ax) -> None:
+    """The methods' legend to the right of ``ax`` (if it drew any)."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(handles, labels, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+
+
 def threshold_sweep_figure(convergence_nc: str | os.PathLike, pdf: str | os.PathLike,
                            png: str | os.PathLike) -> None:
     """Median speedup over scratch against the u-error threshold (the coefficient threshold
@@ -317,9 +332,7 @@ def threshold_sweep_figure(convergence_nc: str | os.PathLike, pdf: str | os.Path
     df = df[df.method != "scratch"]
     pdes, splits = [str(p) for p in conv.pde.values], splits_of(conv)
     colours = method_colours()
-    sns.set_theme(style="whitegrid", context="paper")
-    fig, axes = plt.subplots(len(splits), len(pdes), figsize=(3.2 * len(pdes), 2.6 * len(splits)),
-                             layout="constrained", squeeze=False)
+    fig, axes = _split_by_family_panels(splits, pdes, 2.6)
     for row, split in zip(axes, splits, strict=True):
         for ax, pde in zip(row, pdes, strict=True):
             sub = df[(df.pde == pde) & (df.split == split)]
@@ -336,10 +349,7 @@ def threshold_sweep_figure(convergence_nc: str | os.PathLike, pdf: str | os.Path
             ax.set_title(f"{PDE_TITLES.get(pde, pde)}, {split} tasks")
             ax.set_xlabel(r"threshold on $u$ error ($\varepsilon_\theta$ scaled alike)")
         row[0].set_ylabel("median speedup over scratch")
-    handles, labels = axes[0][-1].get_legend_handles_labels()
-    if handles:
-        axes[0][-1].legend(handles, labels, frameon=False, loc="upper left",
-                           bbox_to_anchor=(1.0, 1.0))
+    _legend_right(axes[0][-1])
     fig.suptitle("Speedup against the threshold (dashed: the family's threshold)")
     _save(fig, pdf, png)
 
@@ -377,14 +387,61 @@ def amortised_cost_outputs(convergence_nc: str | os.PathLike,
         ax.set_xlabel("tasks solved, N")
         ax.set_title(PDE_TITLES.get(pde, pde))
     axes[0][0].set_ylabel("total wall time (s)\nmeta-training + N × mean adaptation")
-    handles, labels = axes[0][-1].get_legend_handles_labels()
-    if handles:
-        axes[0][-1].legend(handles, labels, frameon=False, loc="upper left",
-                           bbox_to_anchor=(1.0, 1.0))
+    _legend_right(axes[0][-1])
     fig.suptitle(f"Amortised cost to reach the thresholds on {split} tasks "
                  "(dashed: scratch)")
     _save(fig, pdf, png)
     return cost
+
+
+BUDGET_COLUMNS = ["budget_scale", "gradient_evals", "pde", "split", "method", "speedup",
+                  "speedup_lo", "speedup_hi", "speedup_bound", "per_task", "n_tasks",
+                  "n_seeds", "reached", "steps_to_threshold", "u_rel_l2_final"]
+
+
+def meta_budget_outputs(adapt_files: Sequence[str | os.PathLike],
+                        histories: Sequence[str | os.PathLike], csv: str | os.PathLike,
+                        pdf: str | os.PathLike, png: str | os.PathLike) -> pd.DataFrame:
+    """Median speedup over scratch against meta-training compute (task-loss gradient
+    evaluations spent; the multiples of ``experiment.meta_budget``), one line per method and
+    a panel per family and split, with the hierarchical bootstrap 95 % interval where there
+    are 8 tasks or more: the table (CSV, :func:`metapinn.stats.budget_table`) and its figure."""
+    df = budget_table(adapt_files, histories)
+    atomic_write(csv, lambda tmp: df[BUDGET_COLUMNS].to_csv(tmp, index=False,
+                                                            float_format="%.6g"))
+    pdes = [p for p in FAMILIES if p in set(df.pde)]
+    splits = [s for s in ("test", "ood") if s in set(df.split)]
+    colours = method_colours()
+    fig, axes = _split_by_family_panels(splits, pdes, 2.7)
+    for row, split in zip(axes, splits, strict=True):
+        for ax, pde in zip(row, pdes, strict=True):
+            sub = df[(df.pde == pde) & (df.split == split)]
+            drawn = False
+            for method in _ordered(sub.method.unique()):
+                m = sub[sub.method == method].sort_values("gradient_evals")
+                m = m[np.isfinite(m.speedup) & np.isfinite(m.gradient_evals)]
+                if m.empty:  # no defined speedup (e.g. neither side reached the thresholds)
+                    continue
+                x, y = m.gradient_evals.to_numpy(float), m.speedup.to_numpy(float)
+                lo = np.where(np.isfinite(m.speedup_lo), m.speedup_lo, y)
+                hi = np.where(np.isfinite(m.speedup_hi), m.speedup_hi, y)
+                ax.errorbar(x, y, yerr=[y - lo, hi - y], marker="o", ms=3, lw=1.2, capsize=2,
+                            color=colours.get(method, "k"), label=method)
+                drawn = True
+            ax.axhline(1.0, color="0.3", lw=1)
+            if drawn:
+                ax.set_xscale("log")
+                ax.set_yscale("log")
+            else:
+                ax.text(0.5, 0.5, "no defined speedup", ha="center", va="center",
+                        transform=ax.transAxes, color="0.4")
+            ax.set_title(f"{PDE_TITLES.get(pde, pde)}, {split} tasks")
+            ax.set_xlabel("meta-training compute (gradient evaluations)")
+        row[0].set_ylabel("median speedup over scratch")
+    _legend_right(axes[0][-1])
+    fig.suptitle("Speedup against meta-training compute (the budget's multiples)")
+    _save(fig, pdf, png)
+    return df
 
 
 def taylor_figure(taylor_nc: str | os.PathLike, pdf: str | os.PathLike,

@@ -12,7 +12,8 @@ This module imports neither torch nor Hydra: reading a configuration stays cheap
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from omegaconf import MISSING
@@ -220,6 +221,21 @@ class ExperimentSettings:
         lr_grid: candidate adaptation learning rates (tuned for scratch on ``val``).
         pde_overrides: per family, settings of ``pde`` (e.g. thresholds).
         method_overrides: per method, settings of ``method`` (e.g. budgets).
+        meta_budget: meta-training compute of every method with an outer loop, in
+            task-loss gradient evaluations per (family, method, seed); each method's
+            ``outer_steps`` is derived from it (:func:`metapinn.meta.settings.budget_steps`).
+            ``None``: the methods' own ``outer_steps``.
+        second_order_cost: the cost of one backward pass through an inner loop (MAML, the
+            hypernetwork) per inner step, in first-order gradient evaluations. The default
+            is what ``benchmarks/meta_cost.py`` measured for the quick sizes on a 2-core CPU
+            (median 2.25 over families and methods, range 2.0–3.1).
+        budget_scales: multiples of ``meta_budget`` at which ``budget_methods`` are also
+            meta-trained and evaluated (the compute figure); ``[1]``: none besides the main
+            run.
+        budget_methods: the methods of the compute figure.
+        own_lr: also tune every method's own adaptation rate on ``val`` (same grid and
+            rule as scratch's) and tabulate the speedups at those rates
+            (``tables/speedup_own_lr.*``).
     """
 
     name: str = "default"
@@ -230,8 +246,28 @@ class ExperimentSettings:
     lr_grid: list[float] = field(default_factory=lambda: [0.001, 0.002, 0.005])
     pde_overrides: dict[str, Any] = field(default_factory=dict)
     method_overrides: dict[str, Any] = field(default_factory=dict)
+    meta_budget: int | None = None
+    second_order_cost: float = 2.25
+    budget_scales: list[float] = field(default_factory=lambda: [1.0])
+    budget_methods: list[str] = field(
+        default_factory=lambda: ["maml", "reptile", "leap", "hypernet"])
+    own_lr: bool = False
 
     def __post_init__(self):
+        if self.meta_budget is not None and self.meta_budget < 1:
+            raise ValueError(f"experiment.meta_budget must be ≥ 1 gradient evaluation (or "
+                             f"null), got {self.meta_budget}")
+        if self.second_order_cost < 1:
+            raise ValueError(f"experiment.second_order_cost must be ≥ 1 (a second-order "
+                             f"backward costs at least a first-order one), got "
+                             f"{self.second_order_cost}")
+        if not self.budget_scales or min(self.budget_scales) <= 0 \
+                or 1.0 not in [float(x) for x in self.budget_scales]:
+            raise ValueError(f"experiment.budget_scales must be positive and include 1 (the "
+                             f"main run), got {list(self.budget_scales)}")
+        if len(self.budget_scales) > 1 and self.meta_budget is None:
+            raise ValueError("experiment.budget_scales scales experiment.meta_budget, which "
+                             "is unset; set experiment.meta_budget or budget_scales: [1]")
         bad = [s for s in self.splits if s not in SPLITS]
         if bad or not self.splits:
             raise ValueError(f"experiment.splits {list(self.splits)}: each must be one of "
@@ -273,6 +309,30 @@ class MethodSettings:
     val_every: int = 50
     checkpoint_every: int = 50
 
+    def gradient_evals_per_task(self, second_order_cost: float) -> float | None:
+        """Task-loss gradient evaluations one outer step spends on each task of the
+        meta-batch, with a backward pass through the inner loop counted at
+        ``second_order_cost`` first-order ones; ``None``: the method has no outer loop that
+        a meta-training budget (``experiment.meta_budget``) could size. Methods with an
+        outer loop override this in their settings class."""
+        return None
+
+    def gradient_evals_per_step(self, second_order_cost: float) -> float | None:
+        """Task-loss gradient evaluations of one outer step (its whole meta-batch)."""
+        per_task = self.gradient_evals_per_task(second_order_cost)
+        return None if per_task is None else self.meta_batch * per_task
+
+    def for_budget(self, budget: float, second_order_cost: float,
+                   eval_steps: int) -> MethodSettings:
+        """These settings with as many outer steps as ``budget`` gradient evaluations buy
+        (rounded down, at least one); unchanged for a method without an outer loop.
+        ``eval_steps`` (``adapt.steps``) is for baselines that must train at least as long
+        as an evaluation solve."""
+        per_step = self.gradient_evals_per_step(second_order_cost)
+        if per_step is None:
+            return self
+        return replace(self, outer_steps=max(1, math.floor(budget / per_step + 1e-9)))
+
     def __post_init__(self):
         _at_least("method", 0, outer_steps=self.outer_steps, inner_steps=self.inner_steps)
         _at_least("method", 1, meta_batch=self.meta_batch, val_every=self.val_every,
@@ -300,11 +360,15 @@ class Config:
         task: the task ``metapinn solve`` solves.
         coefficients: fix the task's true coefficients (empty: draw them).
         tasks_file, observations, init, lr_file, out, out_dir: files of a command.
+        threshold_file: the tune file whose validation thresholds adapt-tasks uses
+            (default: ``lr_file``).
         dtype: ``float32`` or ``float64``.
         device: ``cpu``, ``cuda[:N]`` or ``auto``.
         threads: torch threads (0: torch's default).
         results_dir: where ``results/<experiment>/`` lives.
         resume: meta-train: continue from the checkpoint if it fits this configuration.
+        budget_scale: meta-train with this multiple of ``experiment.meta_budget`` (the
+            compute figure's runs; 1: the main run).
     """
 
     seed: int = 0
@@ -314,6 +378,7 @@ class Config:
     observations: str | None = None
     init: str | None = None
     lr_file: str | None = None
+    threshold_file: str | None = None
     out: str | None = None
     out_dir: str | None = None
     dtype: str = "float32"
@@ -321,6 +386,7 @@ class Config:
     threads: int = 0
     results_dir: str = "results"
     resume: bool = False
+    budget_scale: float = 1.0
     tasks: TaskSplits = field(default_factory=TaskSplits)
     pde: PDESettings = field(default_factory=PDESettings)
     model: ModelSettings = field(default_factory=ModelSettings)

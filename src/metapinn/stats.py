@@ -339,6 +339,44 @@ def threshold_sweep(conv: xr.Dataset, factors: Sequence[float] = SWEEP_FACTORS,
     return pd.concat(frames, ignore_index=True)
 
 
+def budget_table(adapt_files: Sequence[str | os.PathLike],
+                 histories: Sequence[str | os.PathLike] = (), n_boot: int = 2000,
+                 seed: int = 0) -> pd.DataFrame:
+    """Speedup against meta-training compute: :func:`speedup_table`'s rows (scratch left out)
+    for every multiple of the meta-training budget, with columns ``budget_scale`` (from the
+    adaptation files' attribute of that name; 1 where absent) and ``gradient_evals`` (the
+    mean over seeds of the task-loss gradient evaluations spent, from the ``history.nc``
+    files' ``gradient_evals_spent``; NaN where no history is given). Every scale is compared
+    with the same scratch runs (``method == "scratch"`` among ``adapt_files``)."""
+    scratch, by_scale = [], {}
+    for f in adapt_files:
+        attrs = read_netcdf(f).attrs
+        if "method" not in attrs:
+            raise ValueError(f"{f} is not an adaptation file (metapinn adapt-tasks)")
+        if attrs["method"] == "scratch":
+            scratch.append(f)
+        else:
+            by_scale.setdefault(float(attrs.get("budget_scale", 1.0)), []).append(f)
+    if not scratch or not by_scale:
+        raise ValueError("the compute table needs scratch's adaptation files and at least "
+                         "one meta-trained method's")
+    spent: dict[tuple[str, str, float], list[float]] = {}
+    for p in histories:
+        a = read_netcdf(p).attrs
+        if "gradient_evals_spent" in a:
+            key = (str(a["pde"]), str(a["method"]), float(a.get("budget_scale", 1.0)))
+            spent.setdefault(key, []).append(float(a["gradient_evals_spent"]))
+    frames = []
+    for scale, files in sorted(by_scale.items()):
+        df = speedup_table(collect(scratch + files), n_boot=n_boot, seed=seed)
+        df = df[df.method != "scratch"].copy()
+        df.insert(0, "budget_scale", scale)
+        df["gradient_evals"] = [float(np.mean(spent.get((r.pde, r.method, scale), [np.nan])))
+                                for r in df.itertuples()]
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True)
+
+
 def meta_train_times(paths: Sequence[str | os.PathLike]) -> dict[tuple[str, str], float]:
     """(pde, method) → meta-training seconds (mean over seeds) from ``history.nc`` files."""
     acc: dict[tuple[str, str], list[float]] = {}

@@ -11,6 +11,8 @@ rule adapt:
         hydra=hydra_args_gpu,
         digest=config_digest("adapt-tasks", DEVICE),
         init=lambda wc, input: f"init={input.init}" if "init" in input.keys() else "",
+        thresholds=lambda wc, input: (f"threshold_file={input.thresholds}"
+                                      if "thresholds" in input.keys() else ""),
     threads: THREADS
     resources:
         gpu=GPUS,
@@ -19,4 +21,4 @@ rule adapt:
     shell:
         TORCH_JOB + " adapt-tasks {params.hydra} threads={threads} method={wildcards.method}"
         " seed={wildcards.seed} tasks_file={input.tasks} lr_file={input.lr} {params.init}"
-        " out={output} > {log} 2>&1"
+        " {params.thresholds} out={output} > {log} 2>&1"

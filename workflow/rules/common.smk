@@ -23,21 +23,22 @@ DEVICE = config.get("device", "cpu")
 
 
 @functools.cache
-def _compose(pde, method):
+def _compose(pde, method, scale="1"):
     try:
-        return compose([f"experiment={EXPERIMENT}", f"pde={pde}", f"method={method}"],
-                       CONFIG_DIR)
+        return compose([f"experiment={EXPERIMENT}", f"pde={pde}", f"method={method}"]
+                       + ([f"budget_scale={scale}"] if scale != "1" else []), CONFIG_DIR)
     except ConfigError as e:
         raise ValueError(f"config key 'experiment' ({EXPERIMENT}): {e}") from None
 
 
-def job_config(pde, method):
-    """The configuration a job of (pde, method) composes. The ``pde`` node does not depend on
-    the method nor ``method`` on the family, so families × methods need only families +
-    methods compositions (each takes ~0.3 s)."""
+def job_config(pde, method, scale="1"):
+    """The configuration a job of (pde, method) composes (at ``scale`` × the meta-training
+    budget). The ``pde`` node does not depend on the method nor ``method`` on the family, so
+    families × methods need only families + methods compositions (each takes ~0.3 s)."""
     cfg = _compose(pde, "scratch").copy()
-    if method != "scratch":
-        cfg.method = _compose(PDES[0], method).method
+    if method != "scratch" or scale != "1":
+        cfg.method = _compose(PDES[0], method, scale).method
+        cfg.budget_scale = float(scale)
     return cfg
 
 
@@ -47,6 +48,11 @@ PDES, METHODS, SEEDS = list(EXP.pdes), list(EXP.methods), [int(s) for s in EXP.s
 OUT = f"results/{EXPERIMENT}"
 LOGS = f"logs/{EXPERIMENT}"
 META_METHODS = [m for m in METHODS if m != "scratch"]
+# the compute figure: these methods also meta-trained at these multiples of the budget
+BUDGET_SCALES = [f"{float(s):g}" for s in EXP.budget_scales if float(s) != 1.0]
+BUDGET_METHODS = [m for m in EXP.budget_methods if m in METHODS] if BUDGET_SCALES else []
+# baselines trained at the adaptation rate tuned for scratch (need the tune file)
+TUNED_RATE_METHODS = ("transfer", "pretrain")
 # one Inductor cache for the jobs of a run: a compiled training step (adapt.compile) is
 # built once per shape and run, not once per job; on a cluster it sits on the shared disk
 TORCH_JOB = f"TORCHINDUCTOR_CACHE_DIR={OUT}/.inductor-cache metapinn"
@@ -56,6 +62,7 @@ wildcard_constraints:
     pde="|".join(PDES),
     method="|".join(METHODS),
     seed=r"\d+",
+    scale=r"[0-9.e+-]+",
 
 
 def config_digest(command, device="cpu"):
@@ -64,7 +71,8 @@ def config_digest(command, device="cpu"):
     the jobs whose resolved settings changed, whichever file the change was made in."""
 
     def of(wildcards):
-        cfg = job_config(wildcards.pde, getattr(wildcards, "method", "scratch"))
+        cfg = job_config(wildcards.pde, getattr(wildcards, "method", "scratch"),
+                         getattr(wildcards, "scale", "1"))
         cfg.seed = int(getattr(wildcards, "seed", 0))
         cfg.device = device
         return digest(cfg, command)
@@ -74,8 +82,11 @@ def config_digest(command, device="cpu"):
 
 def hydra_args(wildcards, device="cpu"):
     """The Hydra overrides every job of this experiment shares (threads come from the
-    rule's ``threads``, which is no rerun trigger: it changes no result)."""
-    return f"--config-dir={CONFIG_ARG} experiment={EXPERIMENT} pde={wildcards.pde} device={device}"
+    rule's ``threads``, which is no rerun trigger: it changes no result); a job of the
+    compute figure adds its multiple of the budget."""
+    scale = getattr(wildcards, "scale", None)
+    return (f"--config-dir={CONFIG_ARG} experiment={EXPERIMENT} pde={wildcards.pde} device={device}"
+            + (f" budget_scale={scale}" if scale else ""))
 
 
 def hydra_args_gpu(wildcards):
@@ -94,6 +105,45 @@ def adapt_inputs(wildcards):
     if wildcards.method != "scratch":
         inputs["init"] = f"{OUT}/meta/{wildcards.pde}/{wildcards.method}/seed{wildcards.seed}/init.pt"
     return inputs
+
+
+def meta_inputs(wildcards):
+    """The family's tasks; for the baselines trained at the tuned rate, the tune file."""
+    inputs = {"tasks": f"{OUT}/tasks/{wildcards.pde}.nc"}
+    if wildcards.method in TUNED_RATE_METHODS:
+        inputs["lr"] = f"{OUT}/tune/{wildcards.pde}.nc"
+    return inputs
+
+
+def adapt_budget_inputs(wildcards):
+    """As :func:`adapt_inputs`, from the init.pt meta-trained at a multiple of the budget."""
+    meta = f"{OUT}/budget/meta/{wildcards.pde}/{wildcards.method}/x{wildcards.scale}"
+    return {"tasks": f"{OUT}/tasks/{wildcards.pde}.nc", "lr": f"{OUT}/tune/{wildcards.pde}.nc",
+            "init": os.path.join(meta, f"seed{wildcards.seed}", "init.pt")}
+
+
+def adapt_own_lr_inputs(wildcards):
+    """As :func:`adapt_inputs`, at the method's own tuned rate (scratch's thresholds)."""
+    pde, method, seed = wildcards.pde, wildcards.method, wildcards.seed
+    return {"tasks": f"{OUT}/tasks/{pde}.nc",
+            "lr": f"{OUT}/own_lr/tune/{pde}/{method}/seed{seed}.nc",
+            "thresholds": f"{OUT}/tune/{pde}.nc",
+            "init": f"{OUT}/meta/{pde}/{method}/seed{seed}/init.pt"}
+
+
+def meta_budget_inputs(wildcards):
+    """The compute figure's runs: scratch's, every budget method's main run and its runs at
+    the other multiples, with the meta-training histories that say what each spent."""
+    main = [f"{OUT}/adapt/{pde}/{m}/seed{s}.nc"
+            for pde in PDES for m in ["scratch", *BUDGET_METHODS] for s in SEEDS]
+    scaled = expand(f"{OUT}/budget/adapt/{{pde}}/{{method}}/x{{scale}}/seed{{seed}}.nc",
+                    pde=PDES, method=BUDGET_METHODS, scale=BUDGET_SCALES, seed=SEEDS)
+    histories = [f"{OUT}/meta/{pde}/{m}/seed{s}/history.nc"
+                 for pde in PDES for m in BUDGET_METHODS for s in SEEDS]
+    histories += expand(f"{OUT}/budget/meta/{{pde}}/{{method}}/x{{scale}}/seed{{seed}}/"
+                        "history.nc", pde=PDES, method=BUDGET_METHODS, scale=BUDGET_SCALES,
+                        seed=SEEDS)
+    return {"adapt": main + scaled, "histories": histories}
 
 
 def family_figure_outputs():
@@ -121,4 +171,9 @@ def all_targets():
         + expand(f"{OUT}/taylor/{{pde}}.{{ext}}", pde=PDES, ext=["nc", "pdf", "png"])
         + [f"{OUT}/convergence.nc"]
         + expand(f"{OUT}/tables/speedup.{{ext}}", ext=["csv", "md", "tex"])
+        + (expand(f"{OUT}/tables/speedup_own_lr.{{ext}}", ext=["csv", "md", "tex"])
+           if EXP.own_lr else [])
+        + ([f"{OUT}/tables/meta_budget.csv"]
+           + expand(f"{OUT}/figures/meta_budget.{{ext}}", ext=["pdf", "png"])
+           if BUDGET_METHODS else [])
     )

@@ -16,10 +16,10 @@ METHODS: dict[str, Entry] = {e.name: e for e in (
     Entry("scratch", "transfer:Scratch", "scratch"),
     Entry("scratch_alt", "transfer:ScratchAlt", "scratch, 2nd init (null)"),
     Entry("transfer", "transfer:Transfer", "transfer", "settings:TransferSettings"),
-    Entry("pretrain", "pretrain:Pretrain", "pretrain"),
+    Entry("pretrain", "pretrain:Pretrain", "pretrain", "settings:PretrainSettings"),
     Entry("maml", "maml:MAML", "MAML", "settings:MamlSettings"),
     Entry("fomaml", "maml:FOMAML", "FOMAML", "settings:MamlSettings"),
-    Entry("reptile", "reptile:Reptile", "Reptile"),
+    Entry("reptile", "reptile:Reptile", "Reptile", "settings:ReptileSettings"),
     Entry("leap", "leap:LEAP", "LEAP", "settings:LeapSettings"),
     Entry("hypernet", "hypernet:HyperNet", "hypernetwork", "settings:HypernetSettings"),
 )}

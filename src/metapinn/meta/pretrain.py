@@ -8,14 +8,14 @@ import torch
 
 from ..loss import TaskData
 from ..nets import Params, scratch_params
-from ..settings import MethodSettings
 from .base import Context, MetaTask
+from .settings import PretrainSettings
 
 
 class Pretrain:
     name = "pretrain"
     trainable = True
-    settings = MethodSettings
+    settings = PretrainSettings
 
     def init_meta(self, ctx: Context) -> Params:
         meta = scratch_params(ctx.rc, ctx.seed)

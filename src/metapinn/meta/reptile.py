@@ -11,6 +11,7 @@ from __future__ import annotations
 from ..loss import TaskData
 from ..nets import Params
 from .base import Context, InitialisationMethod, MetaTask, batch_mean_grad
+from .settings import ReptileSettings
 
 
 def reptile_task_grad(ctx: Context, phi: Params, support: TaskData, query: TaskData):
@@ -23,6 +24,7 @@ def reptile_task_grad(ctx: Context, phi: Params, support: TaskData, query: TaskD
 
 class Reptile(InitialisationMethod):
     name = "reptile"
+    settings = ReptileSettings
 
     def meta_grad(self, meta: Params, batch: list[MetaTask], ctx: Context):
         return batch_mean_grad(lambda p, s, q: reptile_task_grad(ctx, p, s, q), meta, batch,

@@ -5,7 +5,7 @@ module imports its class from here; the registry (:mod:`metapinn.meta`) names it
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..settings import MethodSettings
 
@@ -16,6 +16,12 @@ class TransferSettings(MethodSettings):
 
     transfer_steps: int = 2000
 
+    def for_budget(self, budget: float, second_order_cost: float,
+                   eval_steps: int) -> TransferSettings:
+        """No outer loop; under a meta-training budget its solve runs at least the
+        evaluation budget (``adapt.steps``)."""
+        return replace(self, transfer_steps=max(self.transfer_steps, eval_steps))
+
     def __post_init__(self):
         super().__post_init__()
         if self.transfer_steps < 1:
@@ -23,10 +29,37 @@ class TransferSettings(MethodSettings):
 
 
 @dataclass(frozen=True)
+class PretrainSettings(MethodSettings):
+    """Multi-task pretraining: one gradient of each meta-batch task's loss per step."""
+
+    def gradient_evals_per_task(self, second_order_cost: float) -> float:
+        return 1.0
+
+    def for_budget(self, budget: float, second_order_cost: float,
+                   eval_steps: int) -> PretrainSettings:
+        """The budget's steps, and at least the evaluation budget (``adapt.steps``)."""
+        ms = super().for_budget(budget, second_order_cost, eval_steps)
+        return replace(ms, outer_steps=max(ms.outer_steps, eval_steps))
+
+
+@dataclass(frozen=True)
+class ReptileSettings(MethodSettings):
+    """Reptile: k inner gradient steps per task (the query loss is only evaluated)."""
+
+    def gradient_evals_per_task(self, second_order_cost: float) -> float:
+        return float(self.inner_steps)
+
+
+@dataclass(frozen=True)
 class MamlSettings(MethodSettings):
     """MAML's settings; ``first_order`` drops the Jacobian of the inner loop (FOMAML)."""
 
     first_order: bool = False
+
+    def gradient_evals_per_task(self, second_order_cost: float) -> float:
+        """k inner gradients and the query gradient; second order, each counted at
+        ``second_order_cost`` (the backward pass runs through all of them)."""
+        return (self.inner_steps + 1) * (1.0 if self.first_order else second_order_cost)
 
 
 @dataclass(frozen=True)
@@ -38,6 +71,10 @@ class LeapSettings(MethodSettings):
     leap_loss_term: bool = True
     leap_stabilise: bool = True
 
+    def gradient_evals_per_task(self, second_order_cost: float) -> float:
+        """k inner gradients (the path's increments reuse them)."""
+        return float(self.inner_steps)
+
 
 @dataclass(frozen=True)
 class HypernetSettings(MethodSettings):
@@ -45,6 +82,10 @@ class HypernetSettings(MethodSettings):
 
     hyper_latent: int = 32
     hyper_width: int = 64
+
+    def gradient_evals_per_task(self, second_order_cost: float) -> float:
+        """As MAML's: through the inner steps (second order) when there are any."""
+        return (self.inner_steps + 1) * (second_order_cost if self.inner_steps else 1.0)
 
     def __post_init__(self):
         super().__post_init__()
