@@ -80,3 +80,28 @@ def test_rate_and_thresholds_come_from_val_tasks_only(tmp_path):
     assert out["a"][1][1] == pytest.approx(
         THRESHOLD_FACTOR * float(np.median(row.coef_rel_err_max)))
     assert "median" in t.attrs["threshold_rule"]
+
+
+def test_tuning_logs_only_what_it_reads_and_gets_the_dense_runs_final_errors(tmp_path):
+    """tune-lr evaluates at step 0 and the last step only (it reads final errors); the
+    evaluation does not touch training, so its final errors are those of the same solve
+    logged densely, to the last bit."""
+    from dataclasses import replace
+
+    from metapinn.evaluate import initialiser, solve_task
+    from metapinn.tasks import task_from_dataset
+
+    rc = run_config(compose(SMALL))
+    assert len(rc.adapt.log_steps()) > 2  # the experiment logs densely
+    ts = TaskSettings(n_train=0, n_val=1, n_test=0, n_ood=0, n_obs=50, seed=0)
+    ds = tasks_to_dataset(rc.pde, generate_tasks(rc.pde, ts), ts)
+    path = write_netcdf(ds, tmp_path / "tasks.nc", title="tasks")
+    best = tune_scratch_lr(rc, path, [0.002, 0.004], tmp_path / "tune.nc")
+    dense = solve_task(replace(rc, adapt=replace(rc.adapt, lr=best)),
+                       task_from_dataset(ds, 0), initialiser(rc))
+    assert len(dense.records) == len(rc.adapt.log_steps())
+    t = read_netcdf(tmp_path / "tune.nc").sel(lr=best)
+    assert float(t.u_rel_l2[0]) == dense.records[-1]["u_rel_l2"]
+    assert float(t.loss[0]) == dense.records[-1]["loss"]
+    sparse = replace(rc.adapt, dense_log=False, log_every=rc.adapt.steps)
+    assert sparse.log_steps() == (0, rc.adapt.steps)

@@ -225,6 +225,9 @@ def tune_scratch_lr(rc: RunConfig, tasks_file: str | Path, lrs, out: str | Path,
     lrs = [float(x) for x in lrs]
     if not lrs or min(lrs) <= 0:
         raise ValueError(f"the learning-rate grid must be non-empty and positive, got {lrs}")
+    # only the final errors are read: log step 0 and the last (the runs are the same)
+    rc = replace(rc, adapt=replace(rc.adapt, dense_log=False,
+                                   log_every=max(rc.adapt.total_steps, 1)))
     ds = load_tasks(tasks_file, rc.pde.name)
     idx = split_indices(ds, (split,))
     if not idx:

@@ -49,6 +49,10 @@ class AdaptSettings:
         log_every: evaluation interval in steps. Logged are every step up to 10, then
             steps at most 10 % apart, every ``log_every``-th step and the last
             (:meth:`log_steps`), so that steps to a threshold have ≤ 10 % resolution.
+        dense_log: the dense early logging above; ``false`` logs step 0, every
+            ``log_every``-th step and the last only (``tune-lr`` reads final errors only
+            and runs so: each evaluation on the reference grid costs about as much as
+            a few training steps).
         coef_lr_factor: learning rate of the unknown coefficients (``"coef"``) relative to
             the network's.
         compile: run each step (loss, gradient and optimiser update) as one
@@ -70,6 +74,7 @@ class AdaptSettings:
     optimizer: str = "adam"
     lbfgs_steps: int = 0
     log_every: int = 100
+    dense_log: bool = True
     coef_lr_factor: float = 10.0
     compile: bool = True
     batch: bool | None = None
@@ -90,10 +95,11 @@ class AdaptSettings:
 
     def log_steps(self) -> tuple[int, ...]:
         """The logged steps, ``0 … total_steps``: every step up to 10, then each at most
-        10 % beyond the previous one (⌊1.1 s⌋), every ``log_every``-th, and the last."""
+        10 % beyond the previous one (⌊1.1 s⌋), every ``log_every``-th, and the last (without
+        ``dense_log``: step 0, every ``log_every``-th and the last)."""
         total = self.total_steps
-        dense, s = set(range(min(total, 10) + 1)), 10
-        while s < total:
+        dense, s = set(range(min(total, 10) + 1) if self.dense_log else {0}), 10
+        while self.dense_log and s < total:
             s = int(1.1 * s)
             dense.add(min(s, total))
         dense |= set(range(0, total + 1, self.log_every)) | {total}
