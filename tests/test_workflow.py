@@ -135,7 +135,7 @@ def test_case_1_an_edit_reruns_exactly_the_jobs_it_affects(tiny_run):
         assert sorted(jobs["meta_train_budget"]) == sorted(jobs["adapt_budget"]) == [
             f"pde={p}, method=maml, scale=0.5, seed=0" for p in ("burgers", "cdr", "darcy")]
         assert sorted(jobs["tune_method_lr"]) == sorted(jobs["adapt_own_lr"]) == sorted(
-            jobs["meta_train"])
+            jobs["meta_train"])  # maml is among tiny's own_lr_methods
         per_family = ("meta_train", "adapt", "meta_train_budget", "adapt_budget",
                       "tune_method_lr", "adapt_own_lr")
         assert {r: len(w) for r, w in jobs.items() if r not in per_family} == {
@@ -207,7 +207,8 @@ def test_tiny_pipeline_end_to_end(tiny_run):
     # thresholds, scratch's row the main run's
     own = pd.read_csv(out / "tables" / "speedup_own_lr.csv")
     assert set(map(tuple, own[["pde", "split", "method"]].values)) == {
-        (p, s, m) for p in FAMILIES for s in ("test", "ood") for m in methods}
+        (p, s, m) for p in FAMILIES for s in ("test", "ood")
+        for m in ("scratch", "maml", "reptile")}  # tiny's experiment.own_lr_methods
     for pde in FAMILIES:
         own_tune = read_netcdf(out / "own_lr" / "tune" / pde / "maml" / "seed0.nc")
         assert own_tune.attrs["method"] == "maml"

@@ -285,6 +285,13 @@ def _check_experiment(cfg: Config) -> None:
         if unknown or not names:
             raise ConfigError(f"experiment.{what} {list(names)}: unknown {unknown}; valid "
                               f"choices: {', '.join(known)}")
+    for what, names in (("budget_methods", exp.budget_methods),
+                        ("own_lr_methods", exp.own_lr_methods or [])):
+        unknown = [n for n in names if n not in METHODS or n == "scratch"]
+        if unknown:  # (a method not in experiment.methods is left out of the pipeline)
+            raise ConfigError(f"experiment.{what}: {unknown} not among the methods other "
+                              f"than scratch; valid choices: "
+                              f"{', '.join(m for m in METHODS if m != 'scratch')}")
 
 
 def family(p: PDESettings):

@@ -242,6 +242,7 @@ class ExperimentSettings:
         own_lr: also tune every method's own adaptation rate on ``val`` (same grid and
             rule as scratch's) and tabulate the speedups at those rates
             (``tables/speedup_own_lr.*``).
+        own_lr_methods: the methods of that table (``null``: every method but scratch).
     """
 
     name: str = "default"
@@ -258,6 +259,7 @@ class ExperimentSettings:
     budget_methods: list[str] = field(
         default_factory=lambda: ["maml", "reptile", "leap", "hypernet"])
     own_lr: bool = False
+    own_lr_methods: list[str] | None = None
 
     def __post_init__(self):
         if self.meta_budget is not None and self.meta_budget < 1:

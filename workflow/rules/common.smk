@@ -51,6 +51,8 @@ META_METHODS = [m for m in METHODS if m != "scratch"]
 # the compute figure: these methods also meta-trained at these multiples of the budget
 BUDGET_SCALES = [f"{float(s):g}" for s in EXP.budget_scales if float(s) != 1.0]
 BUDGET_METHODS = [m for m in EXP.budget_methods if m in METHODS] if BUDGET_SCALES else []
+# the own-rate table's methods (scratch's row is its main run)
+OWN_LR_METHODS = [m for m in (EXP.own_lr_methods or META_METHODS) if m in META_METHODS]
 # baselines trained at the adaptation rate tuned for scratch (need the tune file)
 TUNED_RATE_METHODS = ("transfer", "pretrain")
 # one Inductor cache for the jobs of a run: a compiled training step (adapt.compile) is

@@ -45,7 +45,7 @@ use rule collect as collect_own_lr with:
         + expand(
             f"{OUT}/own_lr/adapt/{{pde}}/{{method}}/seed{{seed}}.nc",
             pde=PDES,
-            method=META_METHODS,
+            method=OWN_LR_METHODS,
             seed=SEEDS,
         ),
     output:
@@ -60,7 +60,7 @@ use rule tables as tables_own_lr with:
         histories=expand(
             f"{OUT}/meta/{{pde}}/{{method}}/seed{{seed}}/history.nc",
             pde=PDES,
-            method=META_METHODS,
+            method=OWN_LR_METHODS,
             seed=SEEDS,
         ),
     output:
