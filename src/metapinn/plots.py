@@ -436,8 +436,8 @@ def meta_budget_outputs(adapt_files: Sequence[str | os.PathLike],
                 ax.text(0.5, 0.5, "no defined speedup", ha="center", va="center",
                         transform=ax.transAxes, color="0.4")
             ax.set_title(f"{PDE_TITLES.get(pde, pde)}, {split} tasks")
-            ax.set_xlabel("meta-training compute (gradient evaluations)")
         row[0].set_ylabel("median speedup over scratch")
+    fig.supxlabel("meta-training compute spent (task-loss gradient evaluations, log scale)")
     _legend_right(axes[0][-1])
     fig.suptitle("Speedup against meta-training compute (the budget's multiples)")
     _save(fig, pdf, png)
