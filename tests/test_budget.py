@@ -43,6 +43,12 @@ def test_budget_buys_each_method_its_outer_steps(method, evals_per_task):
     assert spent > budget - ms.gradient_evals_per_step(C)
 
 
+def test_the_baselines_take_the_tuned_rate_where_it_is_their_setting():
+    assert method_settings("pretrain").at_tuned_rate(0.04).outer_lr == 0.04
+    transfer = method_settings("transfer")
+    assert transfer.at_tuned_rate(0.04) == transfer  # its solve reads adapt.lr instead
+
+
 def test_hypernet_without_inner_steps_is_first_order():
     ms = method_settings("hypernet", inner_steps=0, meta_batch=2)
     assert ms.gradient_evals_per_step(C) == 2  # one query gradient per task, no Jacobian

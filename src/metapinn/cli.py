@@ -163,23 +163,16 @@ def _meta_dir(cfg: DictConfig, rc: RunConfig, method: str) -> Path:
     return _experiment_dir(cfg) / "meta" / rc.pde.name / method / f"seed{rc.seed}"
 
 
-# baselines fitted by plain training, at the adaptation rate tuned for scratch (lr_file=):
-# transfer's solve uses adapt.lr, pretraining's Adam its outer_lr
-TUNED_RATE_METHODS = ("transfer", "pretrain")
-
-
 def cmd_meta_train(cfg: DictConfig, rc: RunConfig) -> None:
     from .config import method_config
+    from .meta import TUNED_RATE_METHODS
     from .metatrain import meta_train
     from .ncio import check_writable_dir
 
     ms = method_config(cfg)
     if cfg.lr_file and ms.name in TUNED_RATE_METHODS:  # the baselines train at the tuned rate
-        from dataclasses import replace
-
-        rc = _with_tuned_lr(cfg, rc)
-        if ms.name == "pretrain":
-            ms = replace(ms, outer_lr=rc.adapt.lr)
+        rc = _with_tuned_lr(cfg, rc)  # transfer's solve runs at adapt.lr
+        ms = ms.at_tuned_rate(rc.adapt.lr)
     tasks_file = _tasks_file(cfg, rc)
     out_dir = check_writable_dir(cfg.out_dir or _meta_dir(cfg, rc, ms.name))
     exp = cfg.experiment

@@ -325,6 +325,12 @@ class MethodSettings:
         outer loop override this in their settings class."""
         return None
 
+    def at_tuned_rate(self, lr: float) -> MethodSettings:
+        """These settings for a baseline trained at the tuned adaptation rate ``lr`` (see
+        ``metapinn.meta.TUNED_RATE_METHODS``); unchanged where the rate is not a setting of
+        the method (transfer's solve reads ``adapt.lr``)."""
+        return self
+
     def gradient_evals_per_step(self, second_order_cost: float) -> float | None:
         """Task-loss gradient evaluations of one outer step (its whole meta-batch)."""
         per_task = self.gradient_evals_per_task(second_order_cost)

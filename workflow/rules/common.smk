@@ -6,6 +6,7 @@ from pathlib import Path
 from snakemake.utils import min_version, validate
 
 from metapinn.config import ConfigError, compose, digest
+from metapinn.meta import TUNED_RATE_METHODS
 from metapinn.figures import FAMILY_FIGURES
 
 min_version("9.0")
@@ -53,8 +54,6 @@ BUDGET_SCALES = [f"{float(s):g}" for s in EXP.budget_scales if float(s) != 1.0]
 BUDGET_METHODS = [m for m in EXP.budget_methods if m in METHODS] if BUDGET_SCALES else []
 # the own-rate table's methods (scratch's row is its main run)
 OWN_LR_METHODS = [m for m in (EXP.own_lr_methods or META_METHODS) if m in META_METHODS]
-# baselines trained at the adaptation rate tuned for scratch (need the tune file)
-TUNED_RATE_METHODS = ("transfer", "pretrain")
 # one Inductor cache for the jobs of a run: a compiled training step (adapt.compile) is
 # built once per shape and run, not once per job; on a cluster it sits on the shared disk
 TORCH_JOB = f"TORCHINDUCTOR_CACHE_DIR={OUT}/.inductor-cache metapinn"

@@ -25,6 +25,11 @@ METHODS: dict[str, Entry] = {e.name: e for e in (
 )}
 
 
+# baselines fitted by plain training at the adaptation rate tuned for scratch (their
+# meta-train jobs read the tune file; MethodSettings.at_tuned_rate says how each uses it)
+TUNED_RATE_METHODS = ("transfer", "pretrain")
+
+
 def method_class(name: str):
     """The class of method ``name`` (its module imported now)."""
     return lookup(METHODS, name, "method").load(__name__)
@@ -50,4 +55,5 @@ def method_settings(name: str, **kwargs):
     return settings_class(name)(name=name, **kwargs)
 
 
-__all__ = ["METHODS", "get_method", "method_class", "method_settings", "settings_class"]
+__all__ = ["METHODS", "TUNED_RATE_METHODS", "get_method", "method_class", "method_settings",
+           "settings_class"]

@@ -35,6 +35,10 @@ class PretrainSettings(MethodSettings):
     def gradient_evals_per_task(self, second_order_cost: float) -> float:
         return 1.0
 
+    def at_tuned_rate(self, lr: float) -> PretrainSettings:
+        """Pretraining's Adam runs at the tuned rate."""
+        return replace(self, outer_lr=lr)
+
     def for_budget(self, budget: float, second_order_cost: float,
                    eval_steps: int) -> PretrainSettings:
         """The budget's steps, and at least the evaluation budget (``adapt.steps``)."""
