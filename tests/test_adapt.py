@@ -9,7 +9,9 @@ import torch
 
 from metapinn.adapt import AdaptSettings, Evaluator, Optimizer, adapt, adapt_history
 from metapinn.config import compose, run_config
+from metapinn.errors import ConfigError
 from metapinn.evaluate import solve_task
+from metapinn.loss import solution
 from metapinn.nets import scratch_params
 from metapinn.pdes import FAMILIES
 from metapinn.tasks import TaskSettings, make_task
@@ -251,3 +253,32 @@ def test_a_step_that_cannot_compile_falls_back_to_eager(caplog):
     eager = adapt({"x": torch.ones(5, dtype=torch.float64)}, loss_fn,
                   AdaptSettings(steps=20, lr=0.05, log_every=10, compile=False))
     assert torch.allclose(r.params["x"], eager.params["x"], rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["burgers", "darcy"])
+def test_strided_evaluation_is_the_error_on_the_coarser_grid(name):
+    """adapt.eval_stride=2: u_rel_l2 on the nodes (i, j) with i, j even, computed here
+    independently from the grid's coordinate arrays, and close to the full-grid error."""
+    rc = run_config(compose([f"pde={name}", "model.hidden=[16,16]", "adapt.steps=30",
+                             "adapt.compile=false", "adapt.eval_stride=2",
+                             "pde.n_collocation=256"]))
+    task = make_task(rc.pde, 0, TaskSettings(n_obs=100))
+    r = solve_task(rc, task, scratch_params(rc, 0))
+    g, (d0, d1) = rc.pde.grid(), rc.pde.grid_dims
+    c0, c1 = np.meshgrid(g[d0][::2], g[d1][::2], indexing="ij")
+    cols = {d0: c0.ravel(), d1: c1.ravel()}
+    pts = torch.as_tensor(np.stack([cols[k] for k in rc.pde.inputs], axis=1), dtype=rc.dtype)
+    with torch.no_grad():
+        u = solution(r.params, pts, rc.pde).double().numpy()
+    ref = task.u_ref[::2, ::2].ravel()
+    assert len(ref) == len(g[d0][::2]) * len(g[d1][::2]) < task.u_ref.size / 3.5
+    expected = np.linalg.norm(u - ref) / np.linalg.norm(ref)
+    assert r.records[-1]["u_rel_l2"] == pytest.approx(expected, rel=1e-6)
+    full = Evaluator(rc.pde, task)(r.params)["u_rel_l2"]
+    assert r.records[-1]["u_rel_l2"] == pytest.approx(full, rel=0.05)
+    assert r.records[-1]["u_rel_l2"] != full
+
+
+def test_eval_stride_must_be_positive():
+    with pytest.raises(ConfigError, match="eval_stride"):
+        run_config(compose(["adapt.eval_stride=0"]))

@@ -40,7 +40,7 @@ ONCE = {"collect": 1, "speedup_overview": 1, "threshold_sweep": 1, "amortised_co
         "tables": 1, "all": 1}
 
 
-@pytest.mark.parametrize("experiment, seeds", [("quick", 1), ("paper", 5)])
+@pytest.mark.parametrize("experiment, seeds", [("quick", 1), ("standard", 3), ("paper", 5)])
 def test_dry_run_job_counts(tmp_path, experiment, seeds):
     r = _snakemake(tmp_path, "-n", "--cores", "1", "--config", f"experiment={experiment}")
     assert r.returncode == 0, r.stderr

@@ -40,6 +40,14 @@ def initialiser(rc: RunConfig, init: str | Path | None = None, method: str | Non
     return load_init(init, rc, method)
 
 
+def evaluator(rc: RunConfig, task: Task) -> Evaluator | None:
+    """Errors against the task's reference (on every ``adapt.eval_stride``-th node), or
+    ``None`` where the task has none (a researcher's own data)."""
+    if not task.u_ref.size:
+        return None
+    return Evaluator(rc.pde, task, rc.dtype, rc.device, rc.adapt.eval_stride)
+
+
 def solve_task(rc: RunConfig, task: Task, init_fn, label: str = "",
                strict: bool = True) -> AdaptResult:
     """Adapt the initialisation ``init_fn(task_data)`` to one task, logging errors against
@@ -53,7 +61,7 @@ def solve_task(rc: RunConfig, task: Task, init_fn, label: str = "",
     data = task_tensors(rc.pde, task, rc.n_collocation, rc.n_boundary, rc.seed, rc.dtype,
                         rc.device)
     params0 = init_fn(data) if callable(init_fn) else init_fn
-    evaluate = Evaluator(rc.pde, task, rc.dtype, rc.device) if task.u_ref.size else None
+    evaluate = evaluator(rc, task)
     result = adapt(params0, lambda p: loss_parts(p, data, rc.pde, rc.weights), rc.adapt,
                    evaluate=evaluate, label=label)
     _log_compile(rc, result, label)
@@ -86,8 +94,7 @@ def solve_batch(rc: RunConfig, tasks: Sequence[Task], init_fn, lrs: Sequence[flo
     datas = [task_tensors(rc.pde, t, rc.n_collocation, rc.n_boundary, rc.seed, rc.dtype,
                           rc.device) for t in tasks]
     params = [init_fn(d) if callable(init_fn) else init_fn for d in datas]
-    evaluate = [Evaluator(rc.pde, t, rc.dtype, rc.device) if t.u_ref.size else None
-                for t in tasks]
+    evaluate = [evaluator(rc, t) for t in tasks]
     log.info("%s: adapting %d runs at once (adapt.batch)", label or rc.pde.name, len(tasks))
     results = adapt_batch(params, partial(loss_parts, pde=rc.pde, weights=rc.weights), datas,
                           rc.adapt, lrs=lrs, evaluate=evaluate, label=label)
