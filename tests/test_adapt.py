@@ -101,6 +101,8 @@ def test_lbfgs_phase_reaches_the_quadratic_minimum():
                       AdaptSettings(steps=35, lr=0.01, compile=False)).params["x"]
     assert not torch.allclose(adam_only, x_star, atol=1e-2)  # L-BFGS did the work
     assert r.records[-1]["step"] == 35
+    settings = AdaptSettings(steps=5, lr=0.01, lbfgs_steps=30, log_every=5, compile=False)
+    assert [rec["step"] for rec in r.records] == list(settings.log_steps())
     with pytest.raises(ValueError, match="L-BFGS"):
         adapt({"x": torch.zeros(5)}, loss_fn,
               AdaptSettings(steps=1, lbfgs_steps=1, compile=False),

@@ -23,7 +23,8 @@ TINY = ["experiment=tiny", "pde.n_collocation=128", "pde.n_boundary=32", "pde.n_
     (["solve", "adapt.steps=-3"], "adapt.steps"),
     (["solve", "foo=1"], "unknown setting 'foo'; valid keys: adapt,"),
     (["solve", "adapt.stepz=1"],
-     "valid keys under 'adapt': batch, coef_lr_factor, compile, dense_log, lbfgs_steps"),
+     "valid keys under 'adapt': batch, coef_lr_factor, compile, dense_log, eval_stride, "
+     "lbfgs_steps"),
     (["solve", "dtype=float16"], "unknown dtype 'float16'"),
     (["solve", "model.hidden=[]"], "model.hidden"),
     (["solve", "seed=-1"], "seed must be ≥ 0"),

@@ -17,12 +17,14 @@ def test_identify_recovers_the_coefficient_of_an_exported_task(tmp_path, capsys)
                  f"out={obs}"]) == 0
     ds = read_netcdf(obs)
     assert set(ds.data_vars) == {"x", "t", "u_obs"} and ds.attrs["pde"] == "burgers"
-    assert main(["identify", "pde=burgers", f"observations={obs}", "adapt.steps=1500",
+    assert main(["identify", "pde=burgers", f"observations={obs}", "identify.steps=1500",
+                 "identify.lbfgs_steps=0", "identify.seeds=[0]", "identify.dtype=float32",
                  f"out={out}", *FAST]) == 0
     assert "nu = " in capsys.readouterr().out
     res = read_netcdf(out)
     nu = float(res.coefficients.sel(coef="nu"))
     assert abs(nu - 0.05) / 0.05 < 0.1
+    assert res.coefficients_run.shape == (1, 1) and res.attrs["dtype"] == "float32"
     assert res.u.dims == ("t", "x") and res.attrs["init"] == "scratch"
     # the initial guess (prior centre, 0.0316) was 37 % off: identification did the work
     assert abs(np.sqrt(0.01 * 0.1) - 0.05) / 0.05 > 0.3
@@ -58,3 +60,42 @@ def test_observations_or_init_of_another_family_are_refused(tmp_path, capsys):
     assert "was trained for pde 'cdr', not 'burgers'" in capsys.readouterr().err
     assert main(["identify", "pde=burgers"]) == 2
     assert "identify needs observations=PATH" in capsys.readouterr().err
+
+
+def test_identify_runs_one_fit_per_seed_and_reports_their_spread(tmp_path, capsys):
+    """Two seeds, a few Adam steps then L-BFGS in float64: the median and the standard
+    deviation over the two runs are those of the per-run values."""
+    obs, out = tmp_path / "obs.nc", tmp_path / "id.nc"
+    assert main(["export-observations", "pde=burgers", "coefficients={nu:0.05}",
+                 f"out={obs}"]) == 0
+    assert main(["identify", "pde=burgers", f"observations={obs}", "identify.steps=20",
+                 "identify.lbfgs_steps=20", "identify.seeds=[3,4]", "model.hidden=[16,16]",
+                 "pde.n_collocation=256", "adapt.compile=false", f"out={out}"]) == 0
+    printed = capsys.readouterr().out
+    assert "median of 2 runs" in printed and "20 L-BFGS iterations, float64" in printed
+    res = read_netcdf(out)
+    runs = res.coefficients_run.sel(coef="nu").values
+    assert list(res.seed.values) == [3, 4] and runs[0] != runs[1]
+    assert float(res.coefficients.sel(coef="nu")) == pytest.approx(runs.mean())
+    assert float(res.coefficients_std.sel(coef="nu")) == pytest.approx(np.std(runs, ddof=1))
+    assert res.attrs["best_seed"] == [3, 4][int(np.argmin(res.loss.values))]
+
+
+def test_spread_and_prior_warnings():
+    from metapinn.identify import prior_warnings, spread_warnings
+    from metapinn.pdes import get_pde
+
+    pde = get_pde("burgers")
+    assert spread_warnings(pde, np.array([[0.020], [0.021], [0.0205]])) == []
+    note, = spread_warnings(pde, np.array([[0.020], [0.030], [0.021]]))
+    assert "the runs disagree on nu: 0.02 to 0.03" in note
+    assert spread_warnings(pde, np.array([[0.02]])) == []
+    note, = prior_warnings(pde, np.array([0.01 / np.pi]))
+    assert "outside the family's prior [0.01, 0.1]" in note
+
+
+def test_bad_identify_settings_are_named(tmp_path, capsys):
+    for arg, needle in [("identify.seeds=[1,1]", "identify.seeds must be distinct"),
+                        ("identify.dtype=float16", "unknown identify.dtype 'float16'")]:
+        assert main(["identify", "pde=burgers", "observations=x.nc", arg]) == 2
+        assert needle in capsys.readouterr().err

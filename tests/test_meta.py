@@ -36,10 +36,13 @@ def _dot(a, b):
     return sum((a[k] * b[k]).sum() for k in a)
 
 
-@pytest.mark.parametrize("k", [1, 2, 3])
-def test_maml_gradient_matches_central_differences(setup, k):
+@pytest.mark.parametrize("k, optimizer", [(1, "sgd"), (2, "sgd"), (3, "sgd"),
+                                          (2, "adam"), (6, "adam")])
+def test_maml_gradient_matches_central_differences(setup, k, optimizer):
+    """Through k − 1 inner steps of SGD, or of the functional Adam that evaluation uses
+    (differentiated through its moment estimates and bias corrections)."""
     rc, tasks = setup
-    ctx = _ctx(rc, inner_steps=k - 1, inner_lr=0.01)
+    ctx = _ctx(rc, inner_steps=k - 1, inner_lr=0.01, inner_optimizer=optimizer)
     phi, mt = scratch_params(rc, 0), tasks[0]
 
     def f(p):  # L_k(φ_k(φ_1))

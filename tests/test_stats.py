@@ -86,6 +86,11 @@ def test_speedup_of_a_method_that_converges_four_times_faster():
     # 5.2 s saved per task (700 vs 180 steps at 10 ms) repays 3 s of meta-training at once
     assert df.loc["fast", "break_even_tasks"] == 1.0
     assert df.loc["fast", "wall_speedup"] == pytest.approx(4.0, rel=0.05)
+    # the coefficient error before any step: u = 1 at step 0, coef error = u × 0.5 (the
+    # final one is far below)
+    assert df.loc["fast", "coef_rel_err_init"] == pytest.approx(0.5)
+    assert df.loc["scratch", "coef_rel_err_init"] == pytest.approx(0.5)
+    assert df.loc["fast", "coef_rel_err_final"] < 0.01
 
 
 def test_tables_have_a_row_per_family_and_method(tmp_path):

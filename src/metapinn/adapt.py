@@ -264,7 +264,7 @@ def adapt(params: Params, loss_fn: LossFn, settings: AdaptSettings, *,
     # the compiled step: loss, gradient and update in one graph (not with a graph kept
     # through the updates, nor where every gradient is stored for LEAP)
     fused = None
-    if settings.compile and not differentiable and not keep_trajectory:
+    if settings.compile and settings.steps and not differentiable and not keep_trajectory:
         fused = compiled_step(loss_fn, opt, names, factors)
         moments = state[1:] if opt.name == "adam" else ()
         scalar = partial(torch.tensor, dtype=cur[0].dtype, device=cur[0].device)
@@ -299,10 +299,13 @@ def adapt(params: Params, loss_fn: LossFn, settings: AdaptSettings, *,
                 break
         ticker.tick()
 
-    # optional L-BFGS phase (evaluation only)
+    # optional L-BFGS phase (evaluation only): the iterations between two logged steps in
+    # one call of torch's L-BFGS (a call per iteration would evaluate the loss twice per
+    # iteration); zero tolerances, so that it runs the iterations asked for
     if settings.lbfgs_steps and result.diverged_at is None:
         cur = [p.detach().clone().requires_grad_(True) for p in cur]
         lbfgs = torch.optim.LBFGS(cur, lr=1.0, max_iter=1, history_size=50,
+                                  tolerance_grad=0.0, tolerance_change=0.0,
                                   line_search_fn="strong_wolfe")
 
         def closure():
@@ -311,16 +314,27 @@ def adapt(params: Params, loss_fn: LossFn, settings: AdaptSettings, *,
             loss.backward()
             return loss
 
-        for step in range(settings.steps, total):
+        marks = [s for s in settings.log_steps() if settings.steps < s < total] + [total]
+        step, converged = settings.steps, False
+        for mark in marks:
             if logged(step):
                 with torch.no_grad():
                     record(step, eager_loss(as_dict(cur)), cur)
                 if result.diverged_at is not None:
                     break
-            t0 = time.perf_counter()
-            lbfgs.step(closure)
-            result.wall_time += time.perf_counter() - t0
-            ticker.tick()
+            while step < mark and not converged:
+                lbfgs.param_groups[0]["max_iter"] = mark - step
+                lbfgs.param_groups[0]["max_eval"] = 2 * (mark - step) + 10
+                t0 = time.perf_counter()
+                lbfgs.step(closure)
+                result.wall_time += time.perf_counter() - t0
+                done = lbfgs.state[cur[0]]["n_iter"] - (step - settings.steps)
+                # no iteration made: the gradient or the step is exactly zero (converged, or
+                # the line search found no decrease); the parameters stay as they are
+                converged = done == 0
+                ticker.tick(done)
+                step += done
+            step = mark
 
     if not differentiable:
         cur = [p.detach() for p in cur]
@@ -480,9 +494,9 @@ class _Ticker:
         if progress:
             self.bar = tqdm(total=total, desc=label or "adapt", leave=False)
 
-    def tick(self):
+    def tick(self, n: int = 1):
         if self.bar is not None:
-            self.bar.update(1)
+            self.bar.update(n)
 
     def note(self, step: int, loss: float):
         if self.bar is not None:

@@ -236,19 +236,31 @@ def cmd_export_observations(cfg: DictConfig, rc: RunConfig) -> None:
 
 
 def cmd_identify(cfg: DictConfig, rc: RunConfig) -> None:
-    from .identify import identify
+    from .config import settings
+    from .identify import identify, identify_run_config
     from .ncio import check_writable
 
     if not cfg.observations:
         raise ConfigError("identify needs observations=PATH (see `metapinn export-observations`)")
     if cfg.out:
         check_writable(cfg.out)
+    runs = settings(cfg).identify
+    rc = identify_run_config(rc, runs)
     ds = identify(rc, cfg.observations, init=cfg.init, out=cfg.out,
-                  label=f"identify {rc.pde.name}")
-    print(f"{rc.pde.name}: identified from {cfg.observations} "
-          f"({rc.adapt.total_steps} steps, final loss {float(ds['loss']):.3e}):")
-    for name, v in zip(rc.pde.coef_names, ds["coefficients"].values, strict=True):
-        print(f"  {name:>8s} = {v:.6g}")
+                  label=f"identify {rc.pde.name}", seeds=runs.seeds)
+    n = len(runs.seeds)
+    print(f"{rc.pde.name}: identified from {cfg.observations} ({runs.steps} Adam steps + "
+          f"{runs.lbfgs_steps} L-BFGS iterations, {ds.attrs['dtype']}, {n} run(s), "
+          f"{float(ds['wall_time'].sum()):.0f} s; final loss "
+          f"{float(ds['loss'].min()):.3e} at best):")
+    for name in rc.pde.coef_names:
+        v = float(ds["coefficients"].sel(coef=name))
+        if n > 1:
+            r = ds["coefficients_run"].sel(coef=name).values
+            print(f"  {name:>8s} = {v:.6g}  (median of {n} runs; range {r.min():.6g} to "
+                  f"{r.max():.6g}, std {float(ds['coefficients_std'].sel(coef=name)):.2g})")
+        else:
+            print(f"  {name:>8s} = {v:.6g}")
     if cfg.out:
         print(f"wrote {cfg.out}")
 

@@ -9,17 +9,21 @@ and ``u_obs``, all of dim ``obs``; the global attribute ``pde`` names the family
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 import xarray as xr
 
+from .errors import ConfigError
 from .evaluate import initialiser, solve_task
 from .loss import solution
 from .ncio import read_netcdf, write_netcdf
 from .pdes.base import PDEFamily
 from .runconfig import RunConfig
+from .settings import IdentifySettings
 from .tasks import Task
 
 log = logging.getLogger("metapinn")
@@ -48,6 +52,21 @@ def prior_warnings(pde: PDEFamily, theta: np.ndarray) -> list[str]:
             f"an extrapolation; check the data and compare runs from other seeds"
             for c, v in zip(pde.coefficients, theta, strict=True)
             if not c.low <= v <= c.high]
+
+
+def spread_warnings(pde: PDEFamily, runs: np.ndarray, tolerance: float = 0.1) -> list[str]:
+    """One note per coefficient whose runs (rows of ``runs``) differ by more than
+    ``tolerance`` relative to the median: the fit is not reproducible."""
+    if len(runs) < 2:
+        return []
+    mid = np.median(runs, axis=0)
+    notes = []
+    for k, c in enumerate(pde.coefficients):
+        lo, hi = float(np.min(runs[:, k])), float(np.max(runs[:, k]))
+        if hi - lo > tolerance * max(abs(float(mid[k])), 1e-12):
+            notes.append(f"the runs disagree on {c.name}: {lo:.6g} to {hi:.6g} (median "
+                         f"{float(mid[k]):.6g}); more steps or more observations may help")
+    return notes
 
 
 def export_observations(pde: PDEFamily, task: Task, path: str | Path, config: str = "") -> Path:
@@ -91,41 +110,83 @@ def read_observations(path: str | Path, pde: PDEFamily) -> tuple[np.ndarray, np.
     return np.stack(cols, axis=1), u
 
 
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def identify_run_config(rc: RunConfig, runs: IdentifySettings) -> RunConfig:
+    """``rc`` with the steps, L-BFGS iterations and dtype of ``identify``."""
+    if runs.dtype not in DTYPES:
+        raise ConfigError(f"unknown identify.dtype {runs.dtype!r}; valid choices: "
+                          f"{', '.join(DTYPES)}")
+    return replace(rc, adapt=replace(rc.adapt, steps=runs.steps, lbfgs_steps=runs.lbfgs_steps),
+                   dtype=DTYPES[runs.dtype])
+
+
 def identify(rc: RunConfig, observations: str | Path, init: str | Path | None = None,
-             out: str | Path | None = None, label: str = "identify") -> xr.Dataset:
-    """Adapt from ``init`` (or scratch) to the observations; identified coefficients and the
-    reconstructed u (and field a) on the family's reference grid."""
+             out: str | Path | None = None, label: str = "identify",
+             seeds: Sequence[int] | None = None) -> xr.Dataset:
+    """Adapt from ``init`` (or scratch) to the observations, once per seed (default: the one
+    of ``rc``); the median of the identified coefficients over the runs, their spread, and
+    the reconstructed u (and field a) of the run with the lowest final loss on the family's
+    reference grid."""
     pde = rc.pde
     points, values = read_observations(observations, pde)
     notes = identifiability_warnings(pde, points, values)
     n_coef = len(pde.coefficients)
     task = Task(pde.name, 0, "user", np.full(n_coef, np.nan), np.zeros(0), points, values)
-    result = solve_task(rc, task, initialiser(rc, init), label=label)
-    theta = pde.from_param(result.params["coef"].detach().double().cpu().numpy())
-    notes += prior_warnings(pde, theta)
+    seeds = [rc.seed] if seeds is None else list(seeds)
+    thetas, losses, times, params = [], [], [], []
+    for k, seed in enumerate(seeds):
+        rc_k = replace(rc, seed=seed)
+        tag = f"{label} seed {seed} ({k + 1}/{len(seeds)})" if len(seeds) > 1 else label
+        result = solve_task(rc_k, task, initialiser(rc_k, init), label=tag)
+        thetas.append(pde.from_param(result.params["coef"].detach().double().cpu().numpy()))
+        losses.append(float(result.records[-1]["loss"]))
+        times.append(result.wall_time)
+        params.append(result.params)
+        log.info("%s: %s, final loss %.3e, %.1f s", tag, ", ".join(
+            f"{n} = {v:.6g}" for n, v in zip(pde.coef_names, thetas[-1], strict=True)),
+            losses[-1], times[-1])
+    runs = np.array(thetas)
+    theta = np.median(runs, axis=0)
+    best = int(np.nanargmin(losses)) if np.isfinite(losses).any() else 0
+    notes += prior_warnings(pde, theta) + spread_warnings(pde, runs)
     for note in notes:
         log.warning("identify: %s", note)
     grid = pde.grid()
     d0, d1 = pde.grid_dims
     with torch.no_grad():
         pts = torch.as_tensor(pde.grid_points(), dtype=rc.dtype, device=rc.device)
-        u = solution(result.params, pts, pde).double().cpu().numpy()
+        u = solution(params[best], pts, pde).double().cpu().numpy()
     u = u.reshape(len(grid[d0]), len(grid[d1]))
     ds = xr.Dataset(
-        {"coefficients": ("coef", theta, {"long_name": "identified coefficients",
-                                          "units": "1"}),
-         "u": ((d0, d1), u, {"long_name": "reconstructed solution u", "units": "1"}),
-         "loss": ((), result.records[-1]["loss"], {"long_name": "final task loss",
-                                                    "units": "1"})},
+        {"coefficients": ("coef", theta, {"long_name": "identified coefficients (median "
+                                                       "over the runs)", "units": "1"}),
+         "coefficients_run": (("seed", "coef"), runs,
+                              {"long_name": "identified coefficients of each run",
+                               "units": "1"}),
+         "coefficients_std": ("coef", runs.std(axis=0, ddof=1) if len(seeds) > 1
+                              else np.full(n_coef, np.nan),
+                              {"long_name": "standard deviation over the runs (optimisation "
+                                            "spread, not a posterior)", "units": "1"}),
+         "u": ((d0, d1), u, {"long_name": "reconstructed solution u (run of lowest loss)",
+                             "units": "1"}),
+         "loss": ("seed", np.array(losses), {"long_name": "final task loss", "units": "1"}),
+         "wall_time": ("seed", np.array(times), {"long_name": "optimisation time of the run",
+                                                 "units": "s"})},
         coords={"coef": ("coef", np.array(pde.coef_names, dtype=object)),
+                "seed": ("seed", np.array(seeds), {"long_name": "seed of the run",
+                                                   "units": "1"}),
                 d0: (d0, grid[d0], {"long_name": d0, "units": "1"}),
                 d1: (d1, grid[d1], {"long_name": d1, "units": "1"})},
         attrs={"pde": pde.name, "observations": str(observations),
-               "init": str(init) if init else "scratch", "steps": rc.adapt.total_steps,
-               "warnings": " | ".join(notes)},
+               "init": str(init) if init else "scratch", "steps": rc.adapt.steps,
+               "lbfgs_steps": rc.adapt.lbfgs_steps, "dtype": str(rc.dtype).removeprefix(
+                   "torch."), "best_seed": seeds[best], "warnings": " | ".join(notes)},
     )
     if pde.field:
-        ds["a"] = ((d0, d1), pde.field_ref(theta), {"long_name": "identified field a",
+        ds["a"] = ((d0, d1), pde.field_ref(theta), {"long_name": "identified field a "
+                                                                 "(median coefficients)",
                                                     "units": "1"})
     if out is not None:
         write_netcdf(ds, out, title=f"{pde.name} coefficients identified from {observations}",

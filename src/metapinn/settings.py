@@ -224,6 +224,39 @@ class TaskSplits:
 
 
 @dataclass(frozen=True)
+class IdentifySettings:
+    """``metapinn identify`` on a researcher's own observations (config node ``identify``).
+
+    Args:
+        seeds: one run per seed (scratch's network initialisation and each run's collocation
+            and boundary points); the reported coefficients are the median over the runs,
+            their spread (range and standard deviation) the uncertainty. That spread is the
+            optimisation's variability only, not a posterior: it says how reproducible the
+            fit is, not how much the noise of the data moves the answer.
+        steps: Adam steps, replacing ``adapt.steps`` (the schedule of ``adapt`` applies).
+        lbfgs_steps: L-BFGS iterations after them, replacing ``adapt.lbfgs_steps``.
+        dtype: of the runs, replacing ``dtype``: L-BFGS's line search needs float64 to make
+            progress near the optimum.
+    """
+
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    steps: int = 1000
+    lbfgs_steps: int = 3000
+    dtype: str = "float64"
+
+    def __post_init__(self):
+        if not self.seeds or min(self.seeds) < 0 or len(set(self.seeds)) < len(self.seeds):
+            raise ValueError(f"identify.seeds must be distinct seeds ≥ 0, got "
+                             f"{list(self.seeds)}")
+        _at_least("identify", 0, steps=self.steps, lbfgs_steps=self.lbfgs_steps)
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"unknown identify.dtype {self.dtype!r}; valid choices: "
+                             f"float32, float64")
+        if self.steps + self.lbfgs_steps < 1:
+            raise ValueError("identify.steps + identify.lbfgs_steps must be ≥ 1")
+
+
+@dataclass(frozen=True)
 class ExperimentSettings:
     """What the pipeline runs (config group ``experiment/``).
 
@@ -390,6 +423,7 @@ class Config:
         resume: meta-train: continue from the checkpoint if it fits this configuration.
         budget_scale: meta-train with this multiple of ``experiment.meta_budget`` (the
             compute figure's runs; 1: the main run).
+        identify: the runs of ``metapinn identify`` (:class:`IdentifySettings`).
     """
 
     seed: int = 0
@@ -408,6 +442,7 @@ class Config:
     results_dir: str = "results"
     resume: bool = False
     budget_scale: float = 1.0
+    identify: IdentifySettings = field(default_factory=IdentifySettings)
     tasks: TaskSplits = field(default_factory=TaskSplits)
     pde: PDESettings = field(default_factory=PDESettings)
     model: ModelSettings = field(default_factory=ModelSettings)

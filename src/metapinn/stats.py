@@ -290,6 +290,8 @@ def speedup_table(conv: xr.Dataset, meta_times: dict[tuple[str, str], float] | N
                         "mean_time_to_threshold_s": float(np.mean(t)),
                         "u_rel_l2_at_10pct": float(np.nanmedian(d.u_rel_l2.values[..., i10])),
                         "u_rel_l2_final": float(np.nanmedian(d.u_rel_l2.values[..., -1])),
+                        "coef_rel_err_init": float(np.nanmedian(
+                            d.coef_rel_err_max.values[..., 0])),
                         "coef_rel_err_final": float(np.nanmedian(
                             d.coef_rel_err_max.values[..., -1])),
                         "meta_train_s": meta_t if m != "scratch" else 0.0,

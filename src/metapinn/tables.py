@@ -20,8 +20,8 @@ from .ncio import atomic_write
 
 HEADER = ("family", "split", "method", "tasks × seeds", "speedup [95 % CI] or (per task)",
           "first-hit speedup", "wall-clock speedup", "reached", "at init", "diverged",
-          "steps", "time (s)", "u err @10 %", "u err final", "coef err final",
-          "break-even tasks")
+          "steps", "time (s)", "u err @10 %", "u err final", "coef err @0",
+          "coef err final", "break-even tasks")
 
 
 BOUND_MARKS = {"exact": "", "lower": "≥", "upper": "≤", "mixed": "~"}
@@ -55,7 +55,8 @@ def table_rows(df: pd.DataFrame) -> list[list[str]]:
                      str(r.n_at_init), str(r.n_diverged),
                      "–" if np.isnan(r.steps_to_threshold) else f"{r.steps_to_threshold:.0f}",
                      _fmt(r.time_to_threshold_s), f"{r.u_rel_l2_at_10pct:.2e}",
-                     f"{r.u_rel_l2_final:.2e}", f"{r.coef_rel_err_final:.2e}", be])
+                     f"{r.u_rel_l2_final:.2e}", f"{r.coef_rel_err_init:.2e}",
+                     f"{r.coef_rel_err_final:.2e}", be])
     return rows
 
 

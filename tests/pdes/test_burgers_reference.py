@@ -93,3 +93,38 @@ def test_family_reference_shape():
     u = fam.reference(np.array([0.004]))
     assert u.shape == (len(g["t"]), len(g["x"]))
     assert u.dtype == np.float64
+
+
+def test_classic_shock_benchmark_slope():
+    """ν = 0.01/π (the Raissi et al. shock case, outside the family's prior): the steepest
+    slope at x = 0 is |u_x| = 152.00516 at t = 1.6037/π (Basdevant et al. 1986, Table 1,
+    a value obtained there by several independent methods)."""
+    from scipy.optimize import minimize_scalar
+
+    nu, h = 0.01 / np.pi, 1e-5
+
+    def slope(t):
+        u = reference_solution(nu, np.array([-h, h]), np.array([t]))[0]
+        return (u[1] - u[0]) / (2 * h)
+
+    r = minimize_scalar(slope, bounds=(0.45, 0.56), method="bounded", options={"xatol": 1e-7})
+    assert -r.fun == pytest.approx(152.00516, rel=5e-6)
+    assert r.x * np.pi == pytest.approx(1.6037, abs=2e-4)
+
+
+def test_shock_observations_lie_on_the_classic_grid():
+    from metapinn.pdes.burgers import SHOCK_NU, shock_observations
+
+    pts, clean = shock_observations(500, noise=0.0, seed=1)
+    x, t = pts[:, 0], pts[:, 1]
+    assert np.allclose(np.round((x + 1) * 255 / 2), (x + 1) * 255 / 2)  # 256 nodes in x
+    assert np.allclose(np.round(t * 100), t * 100) and t.max() <= 0.99  # t = 0, …, 0.99
+    assert len(np.unique(pts, axis=0)) == 500
+    i = np.argmin(t)
+    assert clean[i] == pytest.approx(
+        reference_solution(SHOCK_NU, x[i:i + 1], t[i:i + 1])[0, 0], abs=1e-12)
+    _, noisy = shock_observations(500, noise=0.01, seed=1)
+    u = reference_solution(SHOCK_NU, np.linspace(-1, 1, 256), np.linspace(0, 0.99, 100))
+    assert np.std(noisy - clean) == pytest.approx(0.01 * np.std(u), rel=0.15)
+    with pytest.raises(ValueError, match="n_obs"):
+        shock_observations(30000)

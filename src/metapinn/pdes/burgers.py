@@ -113,3 +113,34 @@ class Burgers(PDEFamily):
     def reference(self, theta):
         g = self.grid()
         return reference_solution(float(theta[0]), g["x"], g["t"])
+
+
+SHOCK_NU = 0.01 / np.pi  # the classic shock case (Raissi et al. 2019), outside the prior
+
+
+def shock_observations(n_obs: int = 2000, noise: float = 0.01, seed: int = 0,
+                       nu: float = SHOCK_NU) -> tuple[np.ndarray, np.ndarray]:
+    """Observations of the classic Burgers shock benchmark (Raissi, Perdikaris & Karniadakis
+    2019): u(x, 0) = −sin πx, ν = 0.01/π, on the 256 × 100 grid x ∈ [−1, 1],
+    t = 0, 0.01, …, 0.99, from this module's Cole–Hopf reference.
+
+    Args:
+        n_obs: grid nodes drawn without replacement (at most 25,600).
+        noise: Gaussian noise standard deviation relative to std(u) over the grid.
+        seed: seed of the draw and the noise.
+        nu: viscosity.
+
+    Returns:
+        points ``(n_obs, 2)`` as network inputs (x, t) and the noisy values ``(n_obs,)``.
+    """
+    x, t = np.linspace(-1.0, 1.0, 256), np.linspace(0.0, 0.99, 100)
+    if not 1 <= n_obs <= x.size * t.size:
+        raise ValueError(f"n_obs must be in [1, {x.size * t.size}], got {n_obs}")
+    if noise < 0:
+        raise ValueError(f"noise must be ≥ 0, got {noise}")
+    u = reference_solution(nu, x, t)
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(u.size, size=n_obs, replace=False)
+    ti, xi = np.unravel_index(pick, u.shape)
+    values = u.ravel()[pick] + noise * np.std(u) * rng.standard_normal(n_obs)
+    return np.stack([x[xi], t[ti]], axis=1), values
