@@ -236,8 +236,8 @@ def cmd_export_observations(cfg: DictConfig, rc: RunConfig) -> None:
 
 
 def cmd_identify(cfg: DictConfig, rc: RunConfig) -> None:
-    from .config import settings
-    from .identify import identify, identify_run_config
+    from .config import identify_run_config, settings
+    from .identify import identify
     from .ncio import check_writable
 
     if not cfg.observations:

@@ -37,7 +37,7 @@ from omegaconf.errors import OmegaConfBaseException, ValidationError
 from .errors import ConfigError
 from .meta import METHODS, settings_class
 from .pdes import FAMILIES, get_pde
-from .settings import Config, PDESettings
+from .settings import Config, IdentifySettings, PDESettings
 
 if TYPE_CHECKING:
     import torch
@@ -254,6 +254,12 @@ def _dtype(name: str) -> torch.dtype:
     if name not in table:
         raise ConfigError(f"unknown dtype {name!r}; valid choices: float32, float64")
     return table[name]
+
+
+def identify_run_config(rc: RunConfig, runs: IdentifySettings) -> RunConfig:
+    """``rc`` with the Adam steps, L-BFGS iterations and dtype of ``identify``."""
+    return replace(rc, adapt=replace(rc.adapt, steps=runs.steps, lbfgs_steps=runs.lbfgs_steps),
+                   dtype=_dtype(runs.dtype))
 
 
 def _device(name: str) -> torch.device:

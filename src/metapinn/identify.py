@@ -17,13 +17,11 @@ import numpy as np
 import torch
 import xarray as xr
 
-from .errors import ConfigError
 from .evaluate import initialiser, solve_task
 from .loss import solution
 from .ncio import read_netcdf, write_netcdf
 from .pdes.base import PDEFamily
 from .runconfig import RunConfig
-from .settings import IdentifySettings
 from .tasks import Task
 
 log = logging.getLogger("metapinn")
@@ -108,18 +106,6 @@ def read_observations(path: str | Path, pde: PDEFamily) -> tuple[np.ndarray, np.
     if u.size < 1:
         raise ValueError(f"{path} holds no observations")
     return np.stack(cols, axis=1), u
-
-
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-def identify_run_config(rc: RunConfig, runs: IdentifySettings) -> RunConfig:
-    """``rc`` with the steps, L-BFGS iterations and dtype of ``identify``."""
-    if runs.dtype not in DTYPES:
-        raise ConfigError(f"unknown identify.dtype {runs.dtype!r}; valid choices: "
-                          f"{', '.join(DTYPES)}")
-    return replace(rc, adapt=replace(rc.adapt, steps=runs.steps, lbfgs_steps=runs.lbfgs_steps),
-                   dtype=DTYPES[runs.dtype])
 
 
 def identify(rc: RunConfig, observations: str | Path, init: str | Path | None = None,
