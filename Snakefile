@@ -18,6 +18,7 @@ include: "workflow/rules/adapt.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/budget.smk"
 include: "workflow/rules/own_lr.smk"
+include: "workflow/rules/classical.smk"
 
 
 # cheap rules (seconds each): run by the submitting Snakemake itself, never queued on a cluster

@@ -101,6 +101,13 @@ def test_lbfgs_phase_reaches_the_quadratic_minimum():
                       AdaptSettings(steps=35, lr=0.01, compile=False)).params["x"]
     assert not torch.allclose(adam_only, x_star, atol=1e-2)  # L-BFGS did the work
     assert r.records[-1]["step"] == 35
+    # zero tolerances: it makes every iteration asked for while the gradient is not
+    # exactly zero, and none from a point where it is
+    assert r.lbfgs_iterations == 30
+    flat = adapt({"x": torch.zeros(3, dtype=torch.float64)},
+                 lambda p: {"total": (p["x"] ** 2).sum()},
+                 AdaptSettings(steps=0, lbfgs_steps=10, compile=False), record_log=False)
+    assert flat.lbfgs_iterations == 0
     settings = AdaptSettings(steps=5, lr=0.01, lbfgs_steps=30, log_every=5, compile=False)
     assert [rec["step"] for rec in r.records] == list(settings.log_steps())
     with pytest.raises(ValueError, match="L-BFGS"):
@@ -284,3 +291,47 @@ def test_strided_evaluation_is_the_error_on_the_coarser_grid(name):
 def test_eval_stride_must_be_positive():
     with pytest.raises(ConfigError, match="eval_stride"):
         run_config(compose(["adapt.eval_stride=0"]))
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("path", ["eager", "differentiable", "batched"])
+def test_per_element_rates_scale_each_elements_step(optimizer, path):
+    """lr_scale multiplies each element's step. Independent check: SGD and Adam act on
+    each element separately (Adam's moments are element-wise), so elements scaled by c
+    follow the run at learning rate c·lr and elements scaled by 0 never move, whatever
+    the other elements do; on a separable quadratic each element's run is its own."""
+    a = torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64)
+
+    def loss_fn(p, data=None):
+        return {"total": 0.5 * (a * (p["w"] - 1.0) ** 2).sum() + (p["coef"] ** 2).sum()}
+
+    p0 = {"w": torch.zeros(4, dtype=torch.float64), "coef": torch.ones(2, dtype=torch.float64)}
+    scale = {"w": torch.tensor([0.0, 1.0, 2.0, 0.5], dtype=torch.float64),
+             "coef": torch.tensor([3.0, 0.0], dtype=torch.float64)}
+    s = AdaptSettings(steps=7, lr=0.05, lr_decay=1.0, optimizer=optimizer, compile=False,
+                      coef_lr_factor=2.0)
+
+    def run(settings, lr_scale):
+        if path == "batched":
+            from metapinn.adapt import adapt_batch
+            return adapt_batch([p0], loss_fn, [{}], settings, lr_scale=lr_scale)[0].params
+        return adapt(p0, loss_fn, settings, differentiable=path == "differentiable",
+                     record_log=False, lr_scale=lr_scale).params
+
+    out = run(s, scale)
+    for k in p0:
+        for i, c in enumerate(scale[k].tolist()):
+            ref = run(AdaptSettings(**{**s.__dict__, "lr": 0.05 * c}), None) if c else p0
+            assert out[k][i].item() == pytest.approx(ref[k][i].item(), rel=1e-12, abs=1e-14)
+    assert out["w"][0] == 0 and out["coef"][1] == 1  # scale 0: not moved
+    assert out["w"][2] != out["w"][1]  # scale 2 ≠ scale 1: the multipliers act
+
+
+def test_per_element_rates_are_checked():
+    p0 = {"w": torch.zeros(3)}
+    with pytest.raises(ValueError, match="lr_scale"):
+        adapt(p0, lambda p: {"total": (p["w"] ** 2).sum()}, AdaptSettings(steps=1),
+              lr_scale={"w": torch.ones(2)})
+    with pytest.raises(ValueError, match="lr_scale"):
+        adapt(p0, lambda p: {"total": (p["w"] ** 2).sum()}, AdaptSettings(steps=1),
+              lr_scale={"w": torch.ones(3), "v": torch.ones(1)})

@@ -77,8 +77,8 @@ def test_baselines_without_an_outer_loop():
     ("experiment.budget_scales=[0.25,4]", "include 1"),
     ("experiment.budget_scales=[1,4] experiment.meta_budget=null",
      "meta_budget, which is unset"),
-    ("experiment.budget_methods=[maml,imaml]",
-     "budget_methods: \\['imaml'\\] not among the methods"),
+    ("experiment.budget_methods=[maml,anil]",
+     "budget_methods: \\['anil'\\] not among the methods"),
     ("experiment.own_lr_methods=[scratch]",
      "own_lr_methods: \\['scratch'\\] not among the methods"),
 ])

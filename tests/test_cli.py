@@ -204,3 +204,29 @@ def test_help_and_the_light_commands_import_neither_torch_hydra_nor_matplotlib(t
         assert run.returncode == 0, run.stderr
         assert "HEAVY []" in run.stdout, (argv, run.stdout)
     assert (tmp_path / "speedup.md").read_text().count("| burgers | test |") == 2
+
+
+def test_scratch_lbfgs_adapts_with_adam_then_lbfgs(tmp_path):
+    """scratch_lbfgs: scratch's initialisation, half of the steps Adam and half L-BFGS
+    (the same step grid as scratch); its Adam half is scratch's 10-step Adam run."""
+    tasks = tmp_path / "tasks.nc"
+    assert main(["generate-tasks", "pde=burgers", *TINY, f"out={tasks}"]) == 0
+    assert main(["meta-train", "pde=burgers", *TINY, "method=scratch_lbfgs",
+                 f"tasks_file={tasks}", f"out_dir={tmp_path}"]) == 0
+    runs = {}
+    for name, args in (("scratch", []), ("scratch10", ["adapt.steps=10"]),
+                       ("scratch_lbfgs", ["method=scratch_lbfgs", f"init={tmp_path}/init.pt"])):
+        out = tmp_path / f"{name}.nc"
+        assert main(["adapt-tasks", "pde=burgers", *TINY, *args, f"tasks_file={tasks}",
+                     "pde.threshold.u_rel_l2=0.5", "pde.threshold.coef_rel_err=0.5",
+                     f"out={out}"]) == 0
+        runs[name] = read_netcdf(out)
+    a, b = runs["scratch"], runs["scratch_lbfgs"]
+    assert (a.attrs["adam_steps"], a.attrs["lbfgs_steps"]) == (20, 0)
+    assert (b.attrs["adam_steps"], b.attrs["lbfgs_steps"]) == (10, 10)
+    assert list(a.step.values) == list(b.step.values)
+    adam10 = runs["scratch10"]
+    np.testing.assert_allclose(b.loss.sel(step=adam10.step.values).values[:, :-1],
+                               adam10.loss.values[:, :-1], rtol=1e-6)
+    # then L-BFGS: lower than Adam's 20 steps here
+    assert (b.loss.values[:, -1] < a.loss.values[:, -1]).all()

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from metapinn.config import compose
 from metapinn.figures import FAMILY_FIGURES
 from metapinn.meta import METHODS
 from metapinn.ncio import read_netcdf
@@ -44,10 +45,14 @@ ONCE = {"collect": 1, "speedup_overview": 1, "threshold_sweep": 1, "amortised_co
 def test_dry_run_job_counts(tmp_path, experiment, seeds):
     r = _snakemake(tmp_path, "-n", "--cores", "1", "--config", f"experiment={experiment}")
     assert r.returncode == 0, r.stderr
-    # families × (meta-trained methods + scratch) × seeds
-    nf, nm = len(FAMILIES), len(METHODS)
+    # families × (meta-trained methods + scratch) × seeds; quick leaves some methods out
+    # (its time), the others run every method
+    nf = len(FAMILIES)
+    nm = len(compose([f"experiment={experiment}"]).experiment.methods)
+    assert experiment == "quick" or nm == len(METHODS)
     expected = {k: nf * v for k, v in PER_FAMILY.items()} | ONCE
-    expected |= {"meta_train": nf * (nm - 1) * seeds, "adapt": nf * nm * seeds}
+    expected |= {"meta_train": nf * (nm - 1) * seeds, "adapt": nf * nm * seeds,
+                 "classical": nf}  # the classical baseline (experiment.classical)
     if experiment == "paper":  # the compute figure: 4 methods at ¼× and 4× the budget
         expected |= {"meta_train_budget": nf * 4 * 2 * seeds,
                      "adapt_budget": nf * 4 * 2 * seeds, "meta_budget": 1,
@@ -142,14 +147,15 @@ def test_case_1_an_edit_reruns_exactly_the_jobs_it_affects(tiny_run):
             "collect": 1, "family_figures": 3, "meta_training_figure": 3,
             "speedup_overview": 1, "threshold_sweep": 1, "amortised_cost": 1, "tables": 1,
             "meta_budget": 1, "collect_own_lr": 1, "tables_own_lr": 1, "all": 1}
-        # the meta-training budget: every budgeted method's jobs (pretrain's too: 64
-        # evaluations buy it more than the evaluation budget's 20 steps), scratch's and
-        # transfer's not (transfer trains the evaluation budget's 20 steps either way)
+        # the meta-training budget: every budgeted method's jobs (pretrain's and the
+        # conditional PINN's too: 64 evaluations buy them more than the evaluation budget's
+        # 20 steps), scratch's, scratch_lbfgs's and transfer's not (transfer trains the
+        # evaluation budget's 20 steps either way)
         exp.write_text(original.replace("meta_budget: 32", "meta_budget: 64"))
         jobs = _planned_jobs(tiny_run)
         assert {w.split(", ")[1] for w in jobs["meta_train"]} == {
-            f"method={m}" for m in ("pretrain", "maml", "fomaml", "reptile", "leap",
-                                    "hypernet")}
+            f"method={m}" for m in ("pretrain", "conditional", "maml", "fomaml", "metasgd",
+                                    "imaml", "reptile", "leap", "hypernet")}
     finally:
         exp.write_text(original)
     # moving the checkout with its results reruns nothing

@@ -197,13 +197,15 @@ class AdaptResult:
     # the first logged step whose loss or error was not finite (the run stopped there)
     diverged_at: int | None = None
     compile_time: float = 0.0  # seconds spent compiling the step (not in wall_time)
+    # L-BFGS iterations made (fewer than lbfgs_steps: the line search found no decrease)
+    lbfgs_iterations: int = 0
 
 
 # ----- the inner loop -------------------------------------------------------------------
 def adapt(params: Params, loss_fn: LossFn, settings: AdaptSettings, *,
           evaluate: Callable[[Params], dict] | None = None, differentiable: bool = False,
           progress: bool | None = None, label: str = "", record_log: bool = True,
-          keep_trajectory: bool = False) -> AdaptResult:
+          keep_trajectory: bool = False, lr_scale: Params | None = None) -> AdaptResult:
     """Run the inner optimiser on one task from ``params``.
 
     Args:
@@ -222,6 +224,11 @@ def adapt(params: Params, loss_fn: LossFn, settings: AdaptSettings, *,
             with a non-finite loss or error stops the run: ``diverged_at`` records it and
             the remaining logged steps are NaN.
         keep_trajectory: store every iterate with its loss and gradient (LEAP), detached.
+        lr_scale: per-element step multipliers, a tensor of each parameter's shape (the
+            rates Meta-SGD learns); the step of an element is ``lr × coef_lr_factor ×
+            lr_scale``. With ``differentiable`` the result is differentiable in them too.
+            They scale the first-order steps; an L-BFGS phase ignores them (its line
+            search sets its steps).
 
     Returns:
         :class:`AdaptResult`; ``records`` hold ``step``, ``wall_time``, the loss parts and
@@ -232,6 +239,8 @@ def adapt(params: Params, loss_fn: LossFn, settings: AdaptSettings, *,
     if keep_trajectory and settings.lbfgs_steps:
         raise ValueError("keep_trajectory covers first-order steps only; set lbfgs_steps=0")
     names = list(params)
+    factors = step_factors(names, settings, lr_scale, params)
+    per_element = lr_scale is not None  # tensor factors: the per-tensor update path
 
     def as_dict(tensors):
         return dict(zip(names, tensors, strict=True))
@@ -260,7 +269,6 @@ def adapt(params: Params, loss_fn: LossFn, settings: AdaptSettings, *,
 
     func_grad = torch.func.grad(total_and_parts, has_aux=True)
     eager_loss = loss_fn
-    factors = [settings.coef_lr_factor if k == "coef" else 1.0 for k in names]
     # the compiled step: loss, gradient and update in one graph (not with a graph kept
     # through the updates, nor where every gradient is stored for LEAP)
     fused = None
@@ -286,7 +294,8 @@ def adapt(params: Params, loss_fn: LossFn, settings: AdaptSettings, *,
             grads = torch.autograd.grad(parts["total"], cur)
             lr = [settings.lr_at(step) * f for f in factors]
             with torch.no_grad():
-                cur, state = opt.update([p.detach() for p in cur], list(grads), state, lr)
+                cur, state = opt.update([p.detach() for p in cur], list(grads), state, lr,
+                                        foreach=not per_element)
         result.wall_time += _now(cur[0]) - t0
         if keep_trajectory:
             gl = [g[k] for k in names] if differentiable else grads
@@ -334,6 +343,7 @@ def adapt(params: Params, loss_fn: LossFn, settings: AdaptSettings, *,
                 converged = done == 0
                 ticker.tick(done)
                 step += done
+                result.lbfgs_iterations += done
             step = mark
 
     if not differentiable:
@@ -355,7 +365,8 @@ def adapt(params: Params, loss_fn: LossFn, settings: AdaptSettings, *,
 def adapt_batch(params: Sequence[Params], loss_fn: BatchLossFn, data: Sequence[TaskData],
                 settings: AdaptSettings, *, lrs: Sequence[float] | None = None,
                 evaluate: Sequence[Callable[[Params], dict] | None] | None = None,
-                progress: bool | None = None, label: str = "") -> list[AdaptResult]:
+                progress: bool | None = None, label: str = "",
+                lr_scale: Params | None = None) -> list[AdaptResult]:
     """:func:`adapt` for T tasks at once, as one ``vmap`` program (the GPU path).
 
     Task ``i`` starts from ``params[i]`` with learning rate ``lrs[i]`` (default
@@ -374,6 +385,7 @@ def adapt_batch(params: Sequence[Params], loss_fn: BatchLossFn, data: Sequence[T
             batched step is one ``torch.compile``d function.
         lrs: learning rate per task.
         evaluate: per task, ``params -> errors`` (or ``None``), called at logged steps.
+        lr_scale: per-element step multipliers shared by every task (as for :func:`adapt`).
 
     Returns:
         One :class:`AdaptResult` per task. ``wall_time`` is the batch's elapsed time
@@ -397,7 +409,7 @@ def adapt_batch(params: Sequence[Params], loss_fn: BatchLossFn, data: Sequence[T
     tensor = partial(torch.as_tensor, dtype=cur[0].dtype, device=cur[0].device)
     opt = Optimizer(settings.optimizer)
     moments = opt.init(cur)[1:]
-    factors = [settings.coef_lr_factor if k == "coef" else 1.0 for k in names]
+    factors = step_factors(names, settings, lr_scale, params[0])
     step_fn = batched_step(loss_fn, opt, names, factors)
     results = [AdaptResult(params={}) for _ in range(n)]
     if settings.compile:
@@ -452,6 +464,21 @@ def adapt_batch(params: Sequence[Params], loss_fn: BatchLossFn, data: Sequence[T
         _pad_diverged(r, settings)
     ticker.close()
     return results
+
+
+def step_factors(names: list[str], settings: AdaptSettings, lr_scale: Params | None,
+                 params: Params) -> list:
+    """Each parameter's multiplier of the learning rate: ``coef_lr_factor`` for the
+    coefficients, 1 for the network, times ``lr_scale[k]`` (a tensor of the parameter's
+    shape) where given."""
+    factors = [settings.coef_lr_factor if k == "coef" else 1.0 for k in names]
+    if lr_scale is None:
+        return factors
+    bad = [k for k in names if k not in lr_scale or lr_scale[k].shape != params[k].shape]
+    if bad or set(lr_scale) - set(names):
+        raise ValueError(f"lr_scale must hold one tensor of each parameter's shape; it does "
+                         f"not fit {bad or sorted(set(lr_scale) - set(names))}")
+    return [f * lr_scale[k] for f, k in zip(factors, names, strict=True)]
 
 
 def _log_schedule(settings: AdaptSettings):

@@ -6,6 +6,7 @@ Commands taking Hydra overrides (``key=value``, see ``config/``):
     metapinn solve pde=burgers task=3 [coefficients={nu:0.02}] [out=PATH]
     metapinn meta-train pde=burgers method=maml seed=0 [resume=true]
     metapinn adapt-tasks pde=cdr method=scratch tasks_file=PATH out=PATH
+    metapinn classical pde=darcy tasks_file=PATH threshold_file=TUNE.nc [out=PATH]
 
 and plain commands (``metapinn --help`` lists them all):
 
@@ -37,7 +38,7 @@ log = logging.getLogger("metapinn")
 PLAIN_COMMANDS = ("collect", "tables", "plot-family", "plot-meta-training", "plot-speedups",
                   "plot-threshold-sweep", "amortised-cost", "meta-budget")
 HYDRA_COMMANDS = ("generate-tasks", "tune-lr", "solve", "meta-train", "adapt-tasks",
-                  "taylor-check", "export-observations", "identify", "config")
+                  "taylor-check", "export-observations", "identify", "config", "classical")
 
 
 def _experiment_dir(cfg: DictConfig) -> Path:
@@ -83,6 +84,19 @@ def cmd_solve(cfg: DictConfig, rc: RunConfig) -> None:
         print(f"wrote {cfg.out}")
 
 
+def _method_adapt(rc: RunConfig, ms) -> RunConfig:
+    """``rc`` with the evaluation's inner loop as the method has it (``scratch_lbfgs``:
+    Adam, then L-BFGS; every other method: unchanged)."""
+    adapt = ms.adapt_settings(rc.adapt)
+    if adapt == rc.adapt:
+        return rc
+    from dataclasses import replace
+
+    log.info("%s adapts with %d Adam steps, then %d L-BFGS iterations", ms.name,
+             adapt.steps, adapt.lbfgs_steps)
+    return replace(rc, adapt=adapt)
+
+
 def _with_tuned_lr(cfg: DictConfig, rc: RunConfig) -> RunConfig:
     """``lr_file=PATH``: adapt with the learning rate tuned there (for scratch: the same for
     every method; the own-rate table gives each method's own file), and where
@@ -113,7 +127,9 @@ def cmd_tune_lr(cfg: DictConfig, rc: RunConfig) -> None:
 
     exp = _experiment_dir(cfg)
     tasks_file = _tasks_file(cfg, rc)
-    method = method_config(cfg).name  # scratch, or a method's init (its own best rate)
+    ms = method_config(cfg)
+    method = ms.name  # scratch, or a method's init (its own best rate)
+    rc = _method_adapt(rc, ms)
     init = cfg.init
     if method == "scratch":
         default = exp / "tune" / f"{rc.pde.name}.nc"
@@ -141,7 +157,9 @@ def cmd_adapt_tasks(cfg: DictConfig, rc: RunConfig) -> None:
         log.warning("no thresholds: pde.threshold is unset and no lr_file= gives the "
                     "validation thresholds of tune-lr, so the output records none and "
                     "`collect` will refuse it; set both pde.threshold values or give lr_file=")
-    method = method_config(cfg).name
+    ms = method_config(cfg)
+    method = ms.name
+    rc = _method_adapt(rc, ms)
     exp = _experiment_dir(cfg)
     tasks_file = _tasks_file(cfg, rc)
     out = check_writable(cfg.out or exp / "adapt" / rc.pde.name / method / f"seed{rc.seed}.nc")
@@ -151,6 +169,41 @@ def cmd_adapt_tasks(cfg: DictConfig, rc: RunConfig) -> None:
     splits = tuple(cfg.experiment.splits)
     solve_tasks(rc, tasks_file, method, out, init=init, splits=splits,
                 attrs={"budget_scale": float(cfg.budget_scale)})
+    print(f"wrote {out}")
+
+
+def cmd_classical(cfg: DictConfig, rc: RunConfig) -> None:
+    """The ``classical`` baseline on every task of ``classical.splits``: the reference
+    solver in the loop of ``scipy.optimize.least_squares`` → ``classical/<pde>.nc``."""
+    from dataclasses import replace
+
+    from .classical import solve_classical
+    from .config import family, settings
+    from .ncio import check_writable
+    from .stats import classical_summary
+    from .tables import classical_markdown
+
+    s = settings(cfg)
+    threshold = rc.threshold_coef
+    source = cfg.threshold_file or cfg.lr_file
+    if threshold is None:
+        if not source:
+            raise ConfigError("classical needs the family's coefficient threshold: give "
+                              "threshold_file=TUNE.nc (the val thresholds of tune-lr) or set "
+                              "both pde.threshold values")
+        from .evaluate import validation_thresholds
+
+        threshold = validation_thresholds(source, rc.pde.name)[1]
+    solver = family(replace(s.pde, grid=dict(s.classical.grid))) if s.classical.grid \
+        else rc.pde
+    tasks_file = _tasks_file(cfg, rc)
+    out = check_writable(cfg.out or _experiment_dir(cfg) / "classical" / f"{rc.pde.name}.nc")
+    log.info("classical: %s tasks of %s (splits %s), coefficient threshold %.3g, at most %d "
+             "solver calls each", rc.pde.name, tasks_file, " ".join(s.classical.splits),
+             threshold, s.classical.max_evals)
+    ds = solve_classical(solver, tasks_file, s.classical, out, threshold, config=rc.yaml,
+                         progress=log.info)
+    print(classical_markdown(classical_summary([ds])), end="")
     print(f"wrote {out}")
 
 
@@ -286,6 +339,8 @@ def _plain_parser(command: str) -> argparse.ArgumentParser:
         p.add_argument("inputs", nargs="+", help="adaptation NetCDFs")
     elif command == "amortised-cost":
         p.add_argument("--csv", required=True)
+        p.add_argument("--classical", nargs="*", default=[],
+                       help="the classical baseline's files (metapinn classical), if run")
         p.add_argument("inputs", nargs="*", help="meta-training history.nc files")
     elif command == "meta-budget":
         p.add_argument("--pdf", required=True)
@@ -342,7 +397,7 @@ def run_plain(command: str, rest: list[str]) -> None:
     elif command == "amortised-cost":
         from .plots import amortised_cost_outputs
 
-        amortised_cost_outputs(a.convergence, a.inputs, a.csv, a.pdf, a.png)
+        amortised_cost_outputs(a.convergence, a.inputs, a.csv, a.pdf, a.png, a.classical)
         print(f"wrote {a.csv}, {a.pdf} and {a.png}")
     elif command == "meta-budget":
         from .plots import meta_budget_outputs
@@ -369,6 +424,8 @@ commands (Hydra overrides, see config/):
   taylor-check     MAML/FOMAML/Reptile Taylor expansions vs exact meta-gradients → taylor.nc
   export-observations  write a task's observations as an observation file (out=PATH)
   identify         observations=PATH [init=PATH] → identified coefficients (+ out=PATH NetCDF)
+  classical        the solver-in-the-loop baseline on a family's test tasks (scipy least
+                   squares over θ; threshold_file=TUNE.nc) → classical/<pde>.nc
   config           print the resolved configuration
 plain commands:
   collect --out convergence.nc ADAPT.nc ...       merge into dims (pde, method, seed, task, step)
@@ -404,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
 COMMANDS = {"generate-tasks": cmd_generate_tasks, "tune-lr": cmd_tune_lr, "solve": cmd_solve,
             "meta-train": cmd_meta_train, "adapt-tasks": cmd_adapt_tasks,
             "taylor-check": cmd_taylor_check, "export-observations": cmd_export_observations,
-            "identify": cmd_identify, "config": cmd_config}
+            "identify": cmd_identify, "config": cmd_config, "classical": cmd_classical}
 
 
 def _run(command: str, rest: list[str], directory: str | None = None) -> int:

@@ -20,7 +20,7 @@ import xarray as xr
 
 from .adapt import AdaptResult, Evaluator, adapt, adapt_batch, adapt_history
 from .loss import loss_parts
-from .meta.base import load_init
+from .meta.base import Initialiser, load_init
 from .ncio import read_netcdf, write_netcdf
 from .nets import scratch_params
 from .runconfig import RunConfig
@@ -29,15 +29,23 @@ from .tasks import Task, load_tasks, split_indices, task_from_dataset, task_tens
 log = logging.getLogger("metapinn")
 
 
-def initialiser(rc: RunConfig, init: str | Path | None = None, method: str | None = None):
-    """``task_data -> params``: the scratch initialisation of ``rc.seed`` without ``init``,
-    else the ``init.pt`` file (checked to come from ``method``, if given)."""
+def initialiser(rc: RunConfig, init: str | Path | None = None,
+                method: str | None = None) -> Initialiser:
+    """``task_data -> params`` (an :class:`Initialiser`): the scratch initialisation of
+    ``rc.seed`` without ``init``, else the ``init.pt`` file (checked to come from
+    ``method``, if given), with the step multipliers it learned, if any."""
     if init is None:
         if method not in (None, "scratch"):
             raise ValueError(f"method {method!r} needs an init= file (only scratch has none)")
         params = scratch_params(rc, rc.seed)
-        return lambda data: {k: v.clone() for k, v in params.items()}
+        return Initialiser(lambda data: {k: v.clone() for k, v in params.items()})
     return load_init(init, rc, method)
+
+
+def _lr_scale(init_fn) -> dict | None:
+    """The learned step multipliers of an :class:`Initialiser` (none for a plain dict or
+    function)."""
+    return init_fn.lr_scale if isinstance(init_fn, Initialiser) else None
 
 
 def evaluator(rc: RunConfig, task: Task) -> Evaluator | None:
@@ -63,7 +71,7 @@ def solve_task(rc: RunConfig, task: Task, init_fn, label: str = "",
     params0 = init_fn(data) if callable(init_fn) else init_fn
     evaluate = evaluator(rc, task)
     result = adapt(params0, lambda p: loss_parts(p, data, rc.pde, rc.weights), rc.adapt,
-                   evaluate=evaluate, label=label)
+                   evaluate=evaluate, label=label, lr_scale=_lr_scale(init_fn))
     _log_compile(rc, result, label)
     if strict and result.diverged_at is not None:
         raise FloatingPointError(
@@ -97,7 +105,8 @@ def solve_batch(rc: RunConfig, tasks: Sequence[Task], init_fn, lrs: Sequence[flo
     evaluate = [evaluator(rc, t) for t in tasks]
     log.info("%s: adapting %d runs at once (adapt.batch)", label or rc.pde.name, len(tasks))
     results = adapt_batch(params, partial(loss_parts, pde=rc.pde, weights=rc.weights), datas,
-                          rc.adapt, lrs=lrs, evaluate=evaluate, label=label)
+                          rc.adapt, lrs=lrs, evaluate=evaluate, label=label,
+                          lr_scale=_lr_scale(init_fn))
     _log_compile(rc, results[0], label)
     return results
 
@@ -166,6 +175,8 @@ def solve_tasks(rc: RunConfig, tasks_file: str | Path, method: str, out: str | P
                     diverged.sum(), len(indices),
                     " ".join(str(i) for i, d in zip(indices, diverged, strict=True) if d))
     out_ds.attrs.update({"pde": rc.pde.name, "method": method, "seed": rc.seed,
+                         "adam_steps": rc.adapt.steps, "lbfgs_steps": rc.adapt.lbfgs_steps,
+                         "lr": rc.adapt.lr,
                          "n_diverged": int(diverged.sum()), "config_digest": rc.digest,
                          **(attrs or {})})
     if rc.threshold_u is not None:  # what collect and the tables measure steps to

@@ -122,7 +122,10 @@ def meta_train(rc: RunConfig, ms: MethodSettings, tasks_file: str | Path, out_di
             rng = rng_for(rc.seed, step, STREAM_META)
             pick = rng.choice(len(ctx.train), ms.meta_batch, replace=False)
             batch = [ctx.train[i] for i in np.sort(pick)]
-            grads, loss = method.meta_grad({k: v.detach() for k, v in meta.items()}, batch, ctx)
+            # a method may return a third element: scalar diagnostics of the step (name →
+            # value, described by its class attribute ``diagnostics``), kept in history.nc
+            grads, loss, *extra = method.meta_grad({k: v.detach() for k, v in meta.items()},
+                                                   batch, ctx)
             bad = [k for k, g in grads.items() if not torch.isfinite(g).all()]
             if not torch.isfinite(loss) or bad:
                 raise FloatingPointError(
@@ -136,6 +139,7 @@ def meta_train(rc: RunConfig, ms: MethodSettings, tasks_file: str | Path, out_di
             train_time += time.perf_counter() - t0
             rec = {"step": step + 1, "meta_loss": float(loss), "val_loss": float("nan"),
                    "train_time": train_time}
+            rec.update({k: float(v) for k, v in (extra[0] if extra else {}).items()})
             if (step + 1) % ms.val_every == 0 or step + 1 == ms.outer_steps:
                 rec["val_loss"] = validation_loss(method, meta, ctx)
                 log.info("%s/%s outer step %d/%d meta-loss %.3e val %.3e (%.1f s)",
@@ -160,7 +164,7 @@ def meta_train(rc: RunConfig, ms: MethodSettings, tasks_file: str | Path, out_di
                  "settings": dataclasses.asdict(ms),
                  "meta": {k: v.detach().cpu() for k, v in meta.items()}}, init_path)
     per_step = ms.gradient_evals_per_step(second_order_cost)
-    hist = meta_history(records, train_time, per_step)
+    hist = meta_history(records, train_time, per_step, getattr(method, "diagnostics", {}))
     hist.attrs.update({"pde": rc.pde.name, "method": ms.name, "seed": rc.seed,
                        "config_digest": rc.digest, "second_order_cost": second_order_cost,
                        "outer_steps": ms.outer_steps, "budget_scale": budget_scale})
@@ -224,7 +228,11 @@ def _differing(old: dict, new: dict, prefix: str = "") -> list[str]:
 
 
 def meta_history(records: list[dict], train_time: float,
-                 evals_per_step: float | None = None) -> xr.Dataset:
+                 evals_per_step: float | None = None,
+                 diagnostics: dict[str, tuple[str, str]] | None = None) -> xr.Dataset:
+    """The meta-training curves of ``records`` as a Dataset over ``outer_step``; a method's
+    per-step diagnostics (record keys beyond the standard ones) become variables too, with
+    ``(long_name, units)`` from ``diagnostics`` where given."""
     steps = np.array([r["step"] for r in records], dtype=int)
     ds = xr.Dataset(
         {
@@ -243,5 +251,11 @@ def meta_history(records: list[dict], train_time: float,
         ds["gradient_evals"] = ("outer_step", steps * float(evals_per_step),
                                 {"long_name": "cumulative task-loss gradient evaluations",
                                  "units": "1"})
+    described = diagnostics or {}
+    standard = {"step", "meta_loss", "val_loss", "train_time"}
+    for name in sorted({k for r in records for k in r} - standard):
+        long_name, units = described.get(name, (name, "1"))
+        ds[name] = ("outer_step", np.array([r.get(name, np.nan) for r in records], float),
+                    {"long_name": long_name, "units": units})
     ds.attrs["total_train_time_s"] = float(train_time)
     return ds

@@ -27,6 +27,7 @@ from .stats import (  # noqa: E402
     METHOD_ORDER,
     amortised_cost,
     budget_table,
+    classical_summary,
     meta_train_times,
     select_split,
     speedup_table,
@@ -359,14 +360,17 @@ AMORTISED_N = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 
 def amortised_cost_outputs(convergence_nc: str | os.PathLike,
                            histories: Sequence[str | os.PathLike], csv: str | os.PathLike,
-                           pdf: str | os.PathLike, png: str | os.PathLike) -> pd.DataFrame:
+                           pdf: str | os.PathLike, png: str | os.PathLike,
+                           classical: Sequence[str | os.PathLike] = ()) -> pd.DataFrame:
     """Total cost of N tasks (meta-training + N × mean adaptation time to threshold) for
     every method and scratch: the table (CSV, N from 1 to 1000) and its figure, one panel
     per family (test tasks; log–log). Where a method's line crosses scratch's is its
-    break-even number of tasks."""
+    break-even number of tasks. With ``classical`` files (``metapinn classical``), the
+    solver-in-the-loop baseline's line is added (dotted; its time is to the coefficient
+    threshold alone)."""
     conv = read_netcdf(convergence_nc)
     cost = amortised_cost(speedup_table(conv, meta_train_times(histories), n_boot=0),
-                          AMORTISED_N)
+                          AMORTISED_N, classical_summary(classical) if classical else None)
     atomic_write(csv, lambda tmp: cost.to_csv(tmp, index=False, float_format="%.6g"))
     split = splits_of(conv)[0]
     pdes = [str(p) for p in conv.pde.values]
@@ -381,7 +385,7 @@ def amortised_cost_outputs(convergence_nc: str | os.PathLike,
             if not np.isfinite(m.total_s).all():
                 continue
             ax.plot(m.n_tasks, m.total_s, color=colours.get(method, "k"), lw=1.3,
-                    ls="--" if method == "scratch" else "-", label=method)
+                    ls={"scratch": "--", "classical": ":"}.get(method, "-"), label=method)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("tasks solved, N")
@@ -389,7 +393,8 @@ def amortised_cost_outputs(convergence_nc: str | os.PathLike,
     axes[0][0].set_ylabel("total wall time (s)\nmeta-training + N × mean adaptation")
     _legend_right(axes[0][-1])
     fig.suptitle(f"Amortised cost to reach the thresholds on {split} tasks "
-                 "(dashed: scratch)")
+                 "(dashed: scratch" + ("; dotted: classical, to the coefficient threshold)"
+                                      if classical else ")"))
     _save(fig, pdf, png)
     return cost
 

@@ -256,6 +256,65 @@ class IdentifySettings:
             raise ValueError("identify.steps + identify.lbfgs_steps must be ≥ 1")
 
 
+CLASSICAL_METHODS = ("trf", "dogbox")
+INTERPOLATIONS = ("linear", "cubic")
+
+
+@dataclass(frozen=True)
+class ClassicalSettings:
+    """The ``classical`` baseline: ``scipy.optimize.least_squares`` over the coefficients,
+    calling the family's reference solver (config node ``classical``;
+    :mod:`metapinn.classical`).
+
+    Args:
+        max_evals: reference-solver evaluations per task, those of the finite-difference
+            Jacobian included; the solve stops there.
+        method: ``least_squares``'s bounded method, ``trf`` or ``dogbox``.
+        xtol, ftol, gtol: ``least_squares``'s stopping tolerances.
+        diff_step: relative finite-difference step in the coefficients' parametrisation.
+            Not smaller: the solvers pick their steps (CDR's time step, Burgers' quadrature
+            nodes) from the coefficients, so u jumps by ~1e-7 where a count changes.
+        widen: the bounds are the prior's and the ood range's union, widened on each side by
+            this fraction of its width, in the parametrisation (log for positive
+            coefficients).
+        interpolation: ``linear`` or ``cubic`` spline from the solver's grid to the
+            observation points.
+        grid: the solver's grid settings (as ``pde.grid``); empty: the tasks' grid.
+        splits: the task splits solved by ``metapinn classical``.
+    """
+
+    max_evals: int = 200
+    method: str = "trf"
+    xtol: float = 1e-8
+    ftol: float = 1e-8
+    gtol: float = 1e-8
+    diff_step: float = 1e-4
+    widen: float = 0.25
+    interpolation: str = "cubic"
+    grid: dict[str, int] = field(default_factory=dict)
+    splits: list[str] = field(default_factory=lambda: ["test"])
+
+    def __post_init__(self):
+        _at_least("classical", 1, max_evals=self.max_evals)
+        _positive("classical", xtol=self.xtol, ftol=self.ftol, gtol=self.gtol,
+                  diff_step=self.diff_step)
+        if not self.diff_step < 1:
+            raise ValueError(f"classical.diff_step must be < 1 (a relative step), got "
+                             f"{self.diff_step}")
+        if not self.widen >= 0:
+            raise ValueError(f"classical.widen must be ≥ 0, got {self.widen}")
+        if self.method not in CLASSICAL_METHODS:
+            raise ValueError(f"unknown classical.method {self.method!r}; valid choices: "
+                             f"{', '.join(CLASSICAL_METHODS)}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(f"unknown classical.interpolation {self.interpolation!r}; valid "
+                             f"choices: {', '.join(INTERPOLATIONS)}")
+        bad = [s for s in self.splits if s not in SPLITS]
+        if bad or not self.splits:
+            raise ValueError(f"classical.splits {list(self.splits)}: each must be one of "
+                             f"{', '.join(SPLITS)}")
+
+
 @dataclass(frozen=True)
 class ExperimentSettings:
     """What the pipeline runs (config group ``experiment/``).
@@ -283,6 +342,8 @@ class ExperimentSettings:
             rule as scratch's) and tabulate the speedups at those rates
             (``tables/speedup_own_lr.*``).
         own_lr_methods: the methods of that table (``null``: every method but scratch).
+        classical: also run the ``classical`` baseline (solver in the loop) on every
+            family's ``classical.splits`` tasks (``classical/<pde>.nc``).
     """
 
     name: str = "default"
@@ -300,6 +361,7 @@ class ExperimentSettings:
         default_factory=lambda: ["maml", "reptile", "leap", "hypernet"])
     own_lr: bool = False
     own_lr_methods: list[str] | None = None
+    classical: bool = False
 
     def __post_init__(self):
         if self.meta_budget is not None and self.meta_budget < 1:
@@ -371,6 +433,12 @@ class MethodSettings:
         the method (transfer's solve reads ``adapt.lr``)."""
         return self
 
+    def adapt_settings(self, adapt: AdaptSettings) -> AdaptSettings:
+        """The evaluation's inner loop for this method's initialisations: ``adapt``
+        unchanged, except for a baseline whose optimiser is part of what it is
+        (``scratch_lbfgs``)."""
+        return adapt
+
     def gradient_evals_per_step(self, second_order_cost: float) -> float | None:
         """Task-loss gradient evaluations of one outer step (its whole meta-batch)."""
         per_task = self.gradient_evals_per_task(second_order_cost)
@@ -424,6 +492,7 @@ class Config:
         budget_scale: meta-train with this multiple of ``experiment.meta_budget`` (the
             compute figure's runs; 1: the main run).
         identify: the runs of ``metapinn identify`` (:class:`IdentifySettings`).
+        classical: the ``classical`` baseline's solve (:class:`ClassicalSettings`).
     """
 
     seed: int = 0
@@ -443,6 +512,7 @@ class Config:
     resume: bool = False
     budget_scale: float = 1.0
     identify: IdentifySettings = field(default_factory=IdentifySettings)
+    classical: ClassicalSettings = field(default_factory=ClassicalSettings)
     tasks: TaskSplits = field(default_factory=TaskSplits)
     pde: PDESettings = field(default_factory=PDESettings)
     model: ModelSettings = field(default_factory=ModelSettings)

@@ -302,10 +302,16 @@ def speedup_table(conv: xr.Dataset, meta_times: dict[tuple[str, str], float] | N
     return pd.DataFrame(rows)
 
 
-def amortised_cost(table: pd.DataFrame, n_tasks: Sequence[int]) -> pd.DataFrame:
+def amortised_cost(table: pd.DataFrame, n_tasks: Sequence[int],
+                   classical: pd.DataFrame | None = None) -> pd.DataFrame:
     """Total wall time to solve N tasks to the thresholds, per family × split × method:
     meta-training + N × the mean adaptation time to threshold (censored runs at the
-    budget), from :func:`speedup_table`'s rows. Scratch pays no meta-training."""
+    budget), from :func:`speedup_table`'s rows. Scratch pays no meta-training.
+
+    With ``classical`` (:func:`classical_summary`), its rows are added as the method
+    ``classical`` (no meta-training; its time is to the coefficient threshold alone). Every
+    row also gives the median time to threshold (``median_adapt_s``) and how many runs
+    reached the thresholds (``n_reached`` of ``n_runs``)."""
     rows = []
     for r in table.itertuples():
         meta = 0.0 if r.method == "scratch" else r.meta_train_s
@@ -313,7 +319,51 @@ def amortised_cost(table: pd.DataFrame, n_tasks: Sequence[int]) -> pd.DataFrame:
             rows.append({"pde": r.pde, "split": r.split, "method": r.method, "n_tasks": int(n),
                          "meta_train_s": meta, "mean_adapt_s": r.mean_time_to_threshold_s,
                          "total_s": meta + n * r.mean_time_to_threshold_s,
-                         "break_even_tasks": r.break_even_tasks})
+                         "break_even_tasks": r.break_even_tasks,
+                         "median_adapt_s": r.time_to_threshold_s,
+                         "n_reached": int(round(r.reached * r.n_runs)), "n_runs": r.n_runs})
+    for r in (classical.itertuples() if classical is not None else ()):
+        for n in n_tasks:
+            rows.append({"pde": r.pde, "split": r.split, "method": "classical",
+                         "n_tasks": int(n), "meta_train_s": 0.0,
+                         "mean_adapt_s": r.mean_time_to_threshold_s,
+                         "total_s": n * r.mean_time_to_threshold_s,
+                         "break_even_tasks": np.nan,
+                         "median_adapt_s": r.time_to_threshold_s,
+                         "n_reached": r.n_reached, "n_runs": r.n_tasks})
+    return pd.DataFrame(rows)
+
+
+def classical_summary(sources: Sequence[str | os.PathLike | xr.Dataset]) -> pd.DataFrame:
+    """The ``classical`` baseline per family × split, from its files
+    (:func:`metapinn.classical.solve_classical`, ``classical/<pde>.nc``) or datasets: tasks
+    solved, how many reached the coefficient threshold, the median and mean wall time to it
+    (censored solves count their whole time), the median solver calls and the median
+    final (largest) coefficient error."""
+    rows = []
+    for src in sources:
+        ds = src if isinstance(src, xr.Dataset) else read_netcdf(src)
+        needed = ("time_to_threshold", "reached", "n_evals", "final_coef_rel_err")
+        missing = [v for v in needed if v not in ds] + [
+            f"attribute {a}" for a in ("pde", "threshold_coef_rel_err") if a not in ds.attrs]
+        if missing or ds.attrs.get("method") != "classical":
+            raise ValueError(f"{src if not isinstance(src, xr.Dataset) else 'dataset'} is not "
+                             f"a classical-baseline file (metapinn classical): it lacks "
+                             f"{', '.join(missing) or 'attribute method=classical'}")
+        for split in splits_of(ds):
+            d = select_split(ds, split)
+            t = d.time_to_threshold.values.astype(float)
+            rows.append({
+                "pde": str(ds.attrs["pde"]), "split": split, "method": "classical",
+                "n_tasks": int(t.size), "n_reached": int(d.reached.values.sum()),
+                "reached": float(d.reached.values.mean()),
+                "time_to_threshold_s": float(np.median(t)),
+                "mean_time_to_threshold_s": float(np.mean(t)),
+                "solver_calls": float(np.median(d.n_evals.values)),
+                "coef_rel_err_final": float(np.median(
+                    d.final_coef_rel_err.values.max(axis=-1))),
+                "threshold_coef_rel_err": float(ds.attrs["threshold_coef_rel_err"]),
+            })
     return pd.DataFrame(rows)
 
 

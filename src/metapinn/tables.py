@@ -83,6 +83,24 @@ def latex(df: pd.DataFrame) -> str:
     return "\n".join(out) + "\n"
 
 
+CLASSICAL_HEADER = ("family", "split", "method", "tasks", "reached", "time (s) median",
+                    "time (s) mean", "solver calls", "coef err final", "coef threshold")
+
+
+def classical_markdown(summary: pd.DataFrame) -> str:
+    """The ``classical`` baseline's rows (:func:`metapinn.stats.classical_summary`) as a
+    Markdown table: tasks that reached the coefficient threshold, the median and mean wall
+    time to it, the median solver calls and final coefficient error."""
+    lines = ["| " + " | ".join(CLASSICAL_HEADER) + " |", "|" + "---|" * len(CLASSICAL_HEADER)]
+    for r in summary.itertuples():
+        lines.append("| " + " | ".join([
+            r.pde, r.split, r.method, str(r.n_tasks), f"{r.n_reached}/{r.n_tasks}",
+            _fmt(r.time_to_threshold_s), _fmt(r.mean_time_to_threshold_s),
+            f"{r.solver_calls:.0f}", f"{r.coef_rel_err_final:.2e}",
+            _fmt(r.threshold_coef_rel_err, 3)]) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def write_tables(df: pd.DataFrame, csv: str | os.PathLike, md: str | os.PathLike,
                  tex: str | os.PathLike) -> None:
     """Write the speedup table as CSV (every column), Markdown and LaTeX (booktabs)."""

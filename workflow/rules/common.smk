@@ -1,8 +1,11 @@
 # Validation and helpers shared by every rule.
 import functools
+import hashlib
+import json
 import os
 from pathlib import Path
 
+from omegaconf import OmegaConf
 from snakemake.utils import min_version, validate
 
 from metapinn.config import ConfigError, compose, digest
@@ -147,6 +150,16 @@ def meta_budget_inputs(wildcards):
     return {"adapt": main + scaled, "histories": histories}
 
 
+def classical_digest(wildcards):
+    """A params function: a fingerprint of what decides the classical job's result besides
+    its input files (the ``classical`` settings and a threshold fixed by hand), so that an
+    edit of either reruns it."""
+    cfg = job_config(wildcards.pde, "scratch")
+    settings = {"classical": OmegaConf.to_container(cfg.classical, resolve=True),
+                "threshold": OmegaConf.to_container(cfg.pde.threshold, resolve=True)}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def family_figure_outputs():
     """Named outputs of the family_figures step: ``<stem>_pdf`` and ``<stem>_png`` (in the report)."""
     out = {}
@@ -177,4 +190,5 @@ def all_targets():
         + ([f"{OUT}/tables/meta_budget.csv"]
            + expand(f"{OUT}/figures/meta_budget.{{ext}}", ext=["pdf", "png"])
            if BUDGET_METHODS else [])
+        + (expand(f"{OUT}/classical/{{pde}}.nc", pde=PDES) if EXP.classical else [])
     )

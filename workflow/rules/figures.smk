@@ -105,6 +105,7 @@ rule amortised_cost:
             method=META_METHODS,
             seed=SEEDS,
         ),
+        classical=expand(f"{OUT}/classical/{{pde}}.nc", pde=PDES) if EXP.classical else [],
     output:
         csv=f"{OUT}/tables/amortised_cost.csv",
         pdf=f"{OUT}/figures/amortised_cost.pdf",
@@ -120,7 +121,8 @@ rule amortised_cost:
         "../envs/metapinn.yaml"
     shell:
         "metapinn amortised-cost --convergence {input.convergence} --csv {output.csv}"
-        " --pdf {output.pdf} --png {output.png} {input.histories} > {log} 2>&1"
+        " --pdf {output.pdf} --png {output.png} --classical {input.classical}"
+        " -- {input.histories} > {log} 2>&1"
 
 
 rule taylor_check:

@@ -15,19 +15,26 @@ from ..registry import Entry, lookup
 METHODS: dict[str, Entry] = {e.name: e for e in (
     Entry("scratch", "transfer:Scratch", "scratch"),
     Entry("scratch_alt", "transfer:ScratchAlt", "scratch, 2nd init (null)"),
+    Entry("scratch_lbfgs", "transfer:ScratchLbfgs", "scratch + L-BFGS",
+          "settings:ScratchLbfgsSettings"),
     Entry("transfer", "transfer:Transfer", "transfer", "settings:TransferSettings"),
     Entry("pretrain", "pretrain:Pretrain", "pretrain", "settings:PretrainSettings"),
+    Entry("conditional", "conditional:Conditional", "conditional",
+          "settings:ConditionalSettings"),
     Entry("maml", "maml:MAML", "MAML", "settings:MamlSettings"),
     Entry("fomaml", "maml:FOMAML", "FOMAML", "settings:MamlSettings"),
+    Entry("metasgd", "metasgd:MetaSGD", "Meta-SGD", "settings:MetaSgdSettings"),
+    Entry("imaml", "imaml:IMAML", "iMAML", "settings:ImamlSettings"),
     Entry("reptile", "reptile:Reptile", "Reptile", "settings:ReptileSettings"),
     Entry("leap", "leap:LEAP", "LEAP", "settings:LeapSettings"),
     Entry("hypernet", "hypernet:HyperNet", "hypernetwork", "settings:HypernetSettings"),
 )}
 
 
-# baselines fitted by plain training at the adaptation rate tuned for scratch (their
+# methods trained at the adaptation rate tuned for scratch: the baselines fitted by plain
+# training, and Meta-SGD, whose learned step multipliers are relative to that rate (their
 # meta-train jobs read the tune file; MethodSettings.at_tuned_rate says how each uses it)
-TUNED_RATE_METHODS = ("transfer", "pretrain")
+TUNED_RATE_METHODS = ("transfer", "pretrain", "metasgd")
 
 
 def method_class(name: str):

@@ -6,18 +6,23 @@ functions over parameter dicts:
 
 * ``init_meta(ctx)`` — the meta-parameters to train (for most methods the PINN
   initialisation φ itself, network and coefficient guess);
-* ``meta_grad(meta, batch, ctx)`` — (meta-loss, gradient-like direction) for one meta-batch,
-  handed to the outer optimiser of :mod:`metapinn.metatrain`;
+* ``meta_grad(meta, batch, ctx)`` — (gradient-like direction, meta-loss) for one
+  meta-batch, handed to the outer optimiser of :mod:`metapinn.metatrain`, optionally with
+  a third element: scalar diagnostics of the step (``name -> value``, described by the
+  class attribute ``diagnostics``, e.g. iMAML's CG residual), kept in ``history.nc``;
 * ``initialisation(meta, task_data, ctx)`` — the PINN parameters a new task is adapted
   from (the hypernetwork reads the task's observations here; the others return φ);
 * ``fit(ctx)`` — for methods without an outer loop (scratch, transfer) the meta-parameters
-  directly.
+  directly;
+* optionally ``lr_scale(meta, ctx)`` — per-element multipliers of the adaptation's steps
+  that the method learned (Meta-SGD); without it every element steps at the common rate.
 
 The inner loop is always :func:`metapinn.adapt.adapt`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -74,10 +79,12 @@ class Context:
         return inner
 
     def inner_adapt(self, params: Params, data: TaskData, functional: bool = True,
-                    settings: AdaptSettings | None = None) -> Params:
-        """k inner steps on ``data`` with the shared inner loop (graph kept if functional)."""
+                    settings: AdaptSettings | None = None,
+                    lr_scale: Params | None = None) -> Params:
+        """k inner steps on ``data`` with the shared inner loop (graph kept if functional;
+        ``lr_scale``: per-element step multipliers, see :func:`metapinn.adapt.adapt`)."""
         return adapt(params, lambda p: self.parts(p, data), settings or self.inner_settings,
-                     differentiable=functional, record_log=False).params
+                     differentiable=functional, record_log=False, lr_scale=lr_scale).params
 
 
 def meta_task(rc: RunConfig, task: Task, seed: int) -> MetaTask:
@@ -134,7 +141,33 @@ class InitialisationMethod:
         return params_like(meta)
 
 
-def load_init(path: str | Path, rc: RunConfig, method: str | None = None):
+def _saved_settings(path: Path, method: str, saved: dict | None):
+    """The method's settings as meta-training saved them in ``init.pt`` (what a new task's
+    initialisation may depend on, e.g. the conditional PINN's θ-fit steps); the defaults
+    for a file without them."""
+    if not saved:
+        return method_settings(method)
+    try:
+        return method_settings(method, **{k: v for k, v in saved.items() if k != "name"})
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{path}: its saved {method} settings do not fit this version of "
+                          f"metapinn ({e}); meta-train it again") from None
+
+
+@dataclass
+class Initialiser:
+    """What an ``init.pt`` gives a new task: ``self(task_data)`` its initial parameters,
+    and ``lr_scale`` the per-element step multipliers the method learned (``None``: the
+    common rate; see :func:`metapinn.adapt.adapt`)."""
+
+    params_for: Callable[[TaskData], Params]
+    lr_scale: Params | None = None
+
+    def __call__(self, data: TaskData) -> Params:
+        return self.params_for(data)
+
+
+def load_init(path: str | Path, rc: RunConfig, method: str | None = None) -> Initialiser:
     """Load an ``init.pt`` written by meta-training, checking that it fits this run.
 
     Args:
@@ -143,8 +176,9 @@ def load_init(path: str | Path, rc: RunConfig, method: str | None = None):
         method: if given, the method the file must have been trained with.
 
     Returns:
-        A function ``task_data -> params`` giving each task's initialisation (the
-        hypernetwork's depends on the task's observations; the others' do not).
+        An :class:`Initialiser`: called with a task's data, its initialisation (the
+        hypernetwork's depends on the task's observations; the others' do not); its
+        ``lr_scale`` the learned step multipliers, if the method has them.
 
     Raises:
         ConfigError: the file is missing, unreadable, or made for another run; the message
@@ -174,7 +208,7 @@ def load_init(path: str | Path, rc: RunConfig, method: str | None = None):
     if bad:
         raise ConfigError(f"{path}: non-finite values in {bad}; the meta-training that wrote "
                           f"it diverged")
-    ctx = Context(rc, method_settings(trained), rc.seed)
+    ctx = Context(rc, _saved_settings(path, trained, blob.get("settings")), rc.seed)
     impl = get_method(trained)
     expected = {k: tuple(v.shape) for k, v in scratch_params(rc, 0).items()}
 
@@ -195,4 +229,5 @@ def load_init(path: str | Path, rc: RunConfig, method: str | None = None):
                     f"{k} {found.get(k)} (expected {expected.get(k)})" for k in diff[:4]))
         return params
 
-    return init_fn
+    scale = impl.lr_scale(meta, ctx) if hasattr(impl, "lr_scale") else None
+    return Initialiser(init_fn, scale)

@@ -1,7 +1,8 @@
 """Baselines without an outer loop: ``scratch`` (Glorot network, prior-centre coefficients),
 ``scratch_alt`` (the same from an independent network seed: the null row, whose speedup
-over scratch is the noise floor) and ``transfer`` (the fully trained PINN of the training
-task nearest the prior's centre)."""
+over scratch is the noise floor), ``scratch_lbfgs`` (scratch adapted by Adam, then L-BFGS)
+and ``transfer`` (the fully trained PINN of the training task nearest the prior's
+centre)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from ..loss import TaskData
 from ..nets import Params, scratch_params
 from ..settings import MethodSettings
 from .base import Context, params_like
-from .settings import TransferSettings
+from .settings import ScratchLbfgsSettings, TransferSettings
 
 
 def nearest_to_centre(ctx: Context) -> int:
@@ -51,6 +52,15 @@ class ScratchAlt(Scratch):
 
     def fit(self, ctx: Context) -> Params:
         return scratch_params(ctx.rc, ALT_SEED_OFFSET + ctx.seed)
+
+
+class ScratchLbfgs(Scratch):
+    """Scratch's initialisation, adapted by Adam and then L-BFGS (its settings'
+    ``adapt_settings``): what a stronger optimiser alone gives, against which a learned
+    initialisation must pay."""
+
+    name = "scratch_lbfgs"
+    settings = ScratchLbfgsSettings
 
 
 class Transfer(Scratch):
