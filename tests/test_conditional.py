@@ -12,7 +12,6 @@ from metapinn.meta import get_method, method_settings
 from metapinn.meta.base import Context, load_init, meta_task
 from metapinn.meta.conditional import (
     coef_scaling,
-    conditional_u,
     draw_key,
     fit_coefficients,
     prior_draws,
@@ -20,7 +19,8 @@ from metapinn.meta.conditional import (
 from metapinn.meta.settings import ConditionalSettings
 from metapinn.metatrain import meta_train
 from metapinn.ncio import read_netcdf, write_netcdf
-from metapinn.nets import scratch_params
+from metapinn.nets import Params, n_layers, scratch_params
+from metapinn.pdes.base import PDEFamily
 from metapinn.tasks import (
     TaskSettings,
     generate_tasks,
@@ -39,6 +39,25 @@ def setup(request):
     rc = run_config(compose([f"pde={request.param}", *SMALL]))
     tasks = [meta_task(rc, make_task(rc.pde, i, TaskSettings(n_obs=20)), 0) for i in range(3)]
     return rc, tasks
+
+
+def conditional_u(meta: Params, points: torch.Tensor, p: torch.Tensor,
+                  pde: PDEFamily) -> torch.Tensor:
+    """u(points; p) of the conditional network, computed as defined, independently of
+    metapinn.nets and of :func:`fold`: the normalised inputs [x; q] through the MLP (times
+    the family's ansatz factor, if any). The library trains and fits the folded form."""
+    lo = torch.tensor([b[0] for b in pde.bounds], dtype=points.dtype, device=points.device)
+    hi = torch.tensor([b[1] for b in pde.bounds], dtype=points.dtype, device=points.device)
+    mid, half = coef_scaling(pde, points.dtype, points.device)
+    q = ((p - mid) / half).expand(points.shape[0], -1)
+    h = torch.cat([2.0 * (points - lo) / (hi - lo) - 1.0, q], dim=1)
+    L = n_layers(meta)
+    for i in range(L):
+        h = h @ meta[f"w{i}"].T + meta[f"b{i}"]
+        if i < L - 1:
+            h = torch.tanh(h)
+    g = pde.ansatz(points)
+    return h[:, 0] if g is None else g["u"] * h[:, 0]
 
 
 def _ctx(rc, tasks=(), seed=0, **kw):

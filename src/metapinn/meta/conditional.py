@@ -63,25 +63,6 @@ def conditional_params(rc, seed: int) -> Params:
     return init_mlp(widths, gen, rc.dtype, rc.device)
 
 
-def conditional_u(meta: Params, points: torch.Tensor, p: torch.Tensor,
-                  pde: PDEFamily) -> torch.Tensor:
-    """u(points; p) of the conditional network, computed as defined: the normalised inputs
-    [x; q] through the MLP (times the family's ansatz factor, if any). The reference that
-    :func:`fold` is tested against; training and the θ-fit use the folded form."""
-    lo = torch.tensor([b[0] for b in pde.bounds], dtype=points.dtype, device=points.device)
-    hi = torch.tensor([b[1] for b in pde.bounds], dtype=points.dtype, device=points.device)
-    mid, half = coef_scaling(pde, points.dtype, points.device)
-    q = ((p - mid) / half).expand(points.shape[0], -1)
-    h = torch.cat([2.0 * (points - lo) / (hi - lo) - 1.0, q], dim=1)
-    L = n_layers(meta)
-    for i in range(L):
-        h = h @ meta[f"w{i}"].T + meta[f"b{i}"]
-        if i < L - 1:
-            h = torch.tanh(h)
-    g = pde.ansatz(points)
-    return h[:, 0] if g is None else g["u"] * h[:, 0]
-
-
 def fold(meta: Params, p: torch.Tensor, pde: PDEFamily) -> Params:
     """The plain PINN parameter dict equal to the conditional network at p:
     w₀ = W₀ˣ, b₀ = b₀ + W₀^q q, later layers unchanged, ``coef`` = p (differentiable in both
