@@ -11,6 +11,9 @@ import xarray as xr
 
 import metapinn
 from metapinn.cli import main
+from metapinn.config import compose, run_config
+from metapinn.evaluate import solve_tasks
+from metapinn.meta import method_settings
 from metapinn.ncio import read_netcdf, write_netcdf
 
 REPO = Path(__file__).resolve().parents[1]
@@ -230,3 +233,16 @@ def test_scratch_lbfgs_adapts_with_adam_then_lbfgs(tmp_path):
                                adam10.loss.values[:, :-1], rtol=1e-6)
     # then L-BFGS: lower than Adam's 20 steps here
     assert (b.loss.values[:, -1] < a.loss.values[:, -1]).all()
+    # the Python API runs the method's loop too, by name (default settings) or settings
+    cfg = compose(["pde=burgers", *TINY, "pde.threshold.u_rel_l2=0.5",
+                   "pde.threshold.coef_rel_err=0.5"])
+    rc, splits = run_config(cfg), tuple(cfg.experiment.splits)
+    for method, steps in (("scratch_lbfgs", (10, 10)),
+                          (method_settings("scratch_lbfgs", lbfgs_fraction=0.25), (15, 5))):
+        out = solve_tasks(rc, tasks, method, tmp_path / "api.nc", init=tmp_path / "init.pt",
+                          splits=splits)
+        c = read_netcdf(out)
+        assert (c.attrs["method"], c.attrs["adam_steps"], c.attrs["lbfgs_steps"]) == \
+            ("scratch_lbfgs", *steps)
+        if steps == (10, 10):  # the default settings: the CLI's run
+            np.testing.assert_allclose(c.loss.values, b.loss.values, rtol=1e-6)

@@ -120,10 +120,18 @@ def test_digests_change_with_exactly_the_settings_a_command_reads():
     assert base == _digests(["experiment=quick", "method=maml", "threads=2", "out=x.nc",
                              "tasks_file=t.nc", "method.outer_steps=88"])  # quick's budget's
     budget = _digests(["experiment=quick", "method=maml", "method.outer_steps=25"])
-    assert {c for c in base if base[c] != budget[c]} == {"meta-train", "adapt-tasks"}
+    assert {c for c in base if base[c] != budget[c]} == {"meta-train", "adapt-tasks",
+                                                          "tune-method-lr"}
     # the meta-training budget reaches the digests through the outer steps it buys
     budget = _digests(["experiment=quick", "method=maml", "experiment.meta_budget=4800"])
-    assert {c for c in base if base[c] != budget[c]} == {"meta-train", "adapt-tasks"}
+    assert {c for c in base if base[c] != budget[c]} == {"meta-train", "adapt-tasks",
+                                                          "tune-method-lr"}
+    # a setting used at adaptation (scratch_lbfgs's L-BFGS share) reruns the method's
+    # own-rate tune as well as its adaptation
+    lbfgs = [_digests(["experiment=quick", "method=scratch_lbfgs", f"method.lbfgs_fraction={f}"])
+             for f in (0.5, 0.25)]
+    assert {c for c in lbfgs[0] if lbfgs[0][c] != lbfgs[1][c]} == {
+        "meta-train", "adapt-tasks", "tune-method-lr"}
     threshold = _digests(["experiment=quick", "method=maml",
                           "pde.threshold={u_rel_l2:0.2,coef_rel_err:0.3}"])
     assert {c for c in base if base[c] != threshold[c]} == {"adapt-tasks"}

@@ -26,6 +26,8 @@ def test_identify_recovers_the_coefficient_of_an_exported_task(tmp_path, capsys)
     assert abs(nu - 0.05) / 0.05 < 0.1
     assert res.coefficients_run.shape == (1, 1) and res.attrs["dtype"] == "float32"
     assert res.u.dims == ("t", "x") and res.attrs["init"] == "scratch"
+    # 200 observations, fewer than the 1,000 collocation points: the residual at both sets
+    assert res.attrs["collocation"] == "both"
     # the initial guess (prior centre, 0.0316) was 37 % off: identification did the work
     assert abs(np.sqrt(0.01 * 0.1) - 0.05) / 0.05 > 0.3
 
@@ -81,6 +83,14 @@ def test_identify_runs_one_fit_per_seed_and_reports_their_spread(tmp_path, capsy
     assert res.attrs["best_seed"] == [3, 4][int(np.argmin(res.loss.values))]
 
 
+def test_auto_collocation_uses_dense_observations_alone():
+    from metapinn.identify import auto_collocation
+
+    assert auto_collocation(2000, 2000) == "observations"
+    assert auto_collocation(25600, 2000) == "observations"
+    assert auto_collocation(1999, 2000) == "both"
+
+
 def test_spread_and_prior_warnings():
     from metapinn.identify import prior_warnings, spread_warnings
     from metapinn.pdes import get_pde
@@ -96,6 +106,7 @@ def test_spread_and_prior_warnings():
 
 def test_bad_identify_settings_are_named(tmp_path, capsys):
     for arg, needle in [("identify.seeds=[1,1]", "identify.seeds must be distinct"),
-                        ("identify.dtype=float16", "unknown identify.dtype 'float16'")]:
+                        ("identify.dtype=float16", "unknown identify.dtype 'float16'"),
+                        ("identify.collocation=grid", "unknown identify.collocation 'grid'")]:
         assert main(["identify", "pde=burgers", "observations=x.nc", arg]) == 2
         assert needle in capsys.readouterr().err

@@ -7,7 +7,7 @@ import torch
 from metapinn.config import compose, run_config
 from metapinn.evaluate import initialiser, solve_task
 from metapinn.meta import method_settings
-from metapinn.metatrain import meta_train
+from metapinn.metatrain import meta_train, val_change_last_quarter
 from metapinn.ncio import read_netcdf, write_netcdf
 from metapinn.tasks import TaskSettings, generate_tasks, tasks_to_dataset
 
@@ -51,8 +51,21 @@ def test_resume_equals_uninterrupted(tmp_path):
     np.testing.assert_array_equal(h_full.meta_loss.values, h_res.meta_loss.values)
     assert list(h_full.outer_step.values) == [1, 2, 3, 4, 5, 6]
     assert np.isfinite(h_full.val_loss.values[[2, 5]]).all()
+    # validations at steps 3 and 6: none in the third quarter (3, 4.5], so no plateau figure
+    assert "val_loss_change_last_quarter" not in h_full.attrs
     # a finished run leaves no checkpoint: init.pt and history.nc hold everything
     assert not (tmp_path / "part" / "checkpoint.pt").exists()
+
+
+def test_val_change_last_quarter():
+    steps = np.arange(1, 101)
+    val = np.full(100, np.nan)
+    # validations at 20, 50 (second quarter), 60, 70 (third), 80, 90, 100 (last)
+    val[[19, 49, 59, 69, 79, 89, 99]] = [4.0, 2.0, 1.2, 0.8, 0.9, 1.1, 0.7]
+    assert val_change_last_quarter(steps, val) == pytest.approx(0.9 / 1.0 - 1)
+    val[[59, 69]] = np.nan  # none in the third quarter: nothing to compare
+    assert val_change_last_quarter(steps, val) is None
+    assert val_change_last_quarter(steps, np.full(100, np.nan)) is None
 
 
 def test_meta_batch_larger_than_the_training_set_is_refused(tmp_path):
@@ -72,6 +85,11 @@ def test_reptile_beats_scratch_on_held_out_burgers_tasks(tmp_path):
                          checkpoint_every=100)
     init = meta_train(rc, ms, path, tmp_path / "reptile")
     test = [t for t in tasks if t.split == "test"]
+    # validations at 10, 20 (third quarter) and 30 (last): the plateau figure is their ratio
+    hist = read_netcdf(tmp_path / "reptile" / "history.nc")
+    v = hist.val_loss.sel(outer_step=[10, 20, 30]).values
+    assert np.isfinite(v).all()
+    assert hist.attrs["val_loss_change_last_quarter"] == pytest.approx(v[2] / v[1] - 1)
 
     def final_losses(init_file):
         fn = initialiser(rc, init_file)

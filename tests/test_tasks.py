@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from metapinn.ncio import read_netcdf, write_netcdf
 from metapinn.pdes import get_pde
@@ -119,6 +120,22 @@ def test_atomic_writes_keep_the_usual_permissions_and_leave_nothing_on_failure(t
         assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
     finally:
         os.umask(mask)
+
+
+def test_collocation_at_the_observations():
+    """``collocation``: the residual's points are the observation points (or both sets);
+    the boundary points stay those of the random draw."""
+    pde = get_pde("burgers")
+    t = make_task(pde, 0, SMALL)
+    rand = task_tensors(pde, t, 300, 40, seed=0)
+    obs = task_tensors(pde, t, 300, 40, seed=0, collocation="observations")
+    both = task_tensors(pde, t, 300, 40, seed=0, collocation="both")
+    assert torch.equal(obs["colloc"], obs["obs_points"]) and obs["colloc"].shape == (50, 2)
+    assert torch.equal(both["colloc"], torch.cat([rand["colloc"], rand["obs_points"]]))
+    for d in (obs, both):
+        assert torch.equal(d["bc_points"], rand["bc_points"])
+    with pytest.raises(ValueError, match="unknown collocation 'grid'; valid choices: random"):
+        task_tensors(pde, t, 300, 40, seed=0, collocation="grid")
 
 
 def test_task_tensors_shapes_and_conditions():

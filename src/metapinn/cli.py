@@ -84,19 +84,6 @@ def cmd_solve(cfg: DictConfig, rc: RunConfig) -> None:
         print(f"wrote {cfg.out}")
 
 
-def _method_adapt(rc: RunConfig, ms) -> RunConfig:
-    """``rc`` with the evaluation's inner loop as the method has it (``scratch_lbfgs``:
-    Adam, then L-BFGS; every other method: unchanged)."""
-    adapt = ms.adapt_settings(rc.adapt)
-    if adapt == rc.adapt:
-        return rc
-    from dataclasses import replace
-
-    log.info("%s adapts with %d Adam steps, then %d L-BFGS iterations", ms.name,
-             adapt.steps, adapt.lbfgs_steps)
-    return replace(rc, adapt=adapt)
-
-
 def _with_tuned_lr(cfg: DictConfig, rc: RunConfig) -> RunConfig:
     """``lr_file=PATH``: adapt with the learning rate tuned there (for scratch: the same for
     every method; the own-rate table gives each method's own file), and where
@@ -129,7 +116,6 @@ def cmd_tune_lr(cfg: DictConfig, rc: RunConfig) -> None:
     tasks_file = _tasks_file(cfg, rc)
     ms = method_config(cfg)
     method = ms.name  # scratch, or a method's init (its own best rate)
-    rc = _method_adapt(rc, ms)
     init = cfg.init
     if method == "scratch":
         default = exp / "tune" / f"{rc.pde.name}.nc"
@@ -137,7 +123,7 @@ def cmd_tune_lr(cfg: DictConfig, rc: RunConfig) -> None:
         init = init or _meta_dir(cfg, rc, method) / "init.pt"
         default = exp / "own_lr" / "tune" / rc.pde.name / method / f"seed{rc.seed}.nc"
     out = check_writable(cfg.out or default)
-    best = tune_scratch_lr(rc, tasks_file, cfg.experiment.lr_grid, out, method=method,
+    best = tune_scratch_lr(rc, tasks_file, cfg.experiment.lr_grid, out, method=ms,
                            init=init)
     from .ncio import read_netcdf
 
@@ -159,7 +145,6 @@ def cmd_adapt_tasks(cfg: DictConfig, rc: RunConfig) -> None:
                     "`collect` will refuse it; set both pde.threshold values or give lr_file=")
     ms = method_config(cfg)
     method = ms.name
-    rc = _method_adapt(rc, ms)
     exp = _experiment_dir(cfg)
     tasks_file = _tasks_file(cfg, rc)
     out = check_writable(cfg.out or exp / "adapt" / rc.pde.name / method / f"seed{rc.seed}.nc")
@@ -167,7 +152,7 @@ def cmd_adapt_tasks(cfg: DictConfig, rc: RunConfig) -> None:
     if init is None and method != "scratch":
         init = _meta_dir(cfg, rc, method) / "init.pt"
     splits = tuple(cfg.experiment.splits)
-    solve_tasks(rc, tasks_file, method, out, init=init, splits=splits,
+    solve_tasks(rc, tasks_file, ms, out, init=init, splits=splits,
                 attrs={"budget_scale": float(cfg.budget_scale)})
     print(f"wrote {out}")
 
@@ -300,7 +285,8 @@ def cmd_identify(cfg: DictConfig, rc: RunConfig) -> None:
     runs = settings(cfg).identify
     rc = identify_run_config(rc, runs)
     ds = identify(rc, cfg.observations, init=cfg.init, out=cfg.out,
-                  label=f"identify {rc.pde.name}", seeds=runs.seeds)
+                  label=f"identify {rc.pde.name}", seeds=runs.seeds,
+                  collocation=runs.collocation)
     n = len(runs.seeds)
     print(f"{rc.pde.name}: identified from {cfg.observations} ({runs.steps} Adam steps + "
           f"{runs.lbfgs_steps} L-BFGS iterations, {ds.attrs['dtype']}, {n} run(s), "

@@ -52,6 +52,9 @@ DIGEST_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "generate-tasks": (("pde.name", "pde.grid", "pde.n_obs", "pde.noise", "tasks"), ()),
     "tune-lr": (("pde", "model", "adapt", "tasks", "seed", "dtype", "device",
                  "experiment.lr_grid"), ("pde.threshold",)),
+    # a method's own-rate tune: its settings decide the adaptation too (scratch_lbfgs)
+    "tune-method-lr": (("pde", "model", "adapt", "method", "tasks", "seed", "dtype", "device",
+                        "experiment.lr_grid"), ("pde.threshold",)),
     "meta-train": (("pde", "model", "adapt", "method", "tasks", "seed", "dtype", "device"),
                    ("pde.threshold",)),
     "adapt-tasks": (("pde", "model", "adapt", "method", "tasks", "seed", "dtype", "device",

@@ -20,6 +20,7 @@ import xarray as xr
 
 from .adapt import AdaptResult, Evaluator, adapt, adapt_batch, adapt_history
 from .loss import loss_parts
+from .meta import method_settings
 from .meta.base import Initialiser, load_init
 from .ncio import read_netcdf, write_netcdf
 from .nets import scratch_params
@@ -42,6 +43,23 @@ def initialiser(rc: RunConfig, init: str | Path | None = None,
     return load_init(init, rc, method)
 
 
+def method_run_config(rc: RunConfig, method) -> tuple[str, RunConfig]:
+    """The method's name, and ``rc`` with the evaluation's inner loop as the method has it
+    (``scratch_lbfgs``: Adam, then L-BFGS; every other method: unchanged).
+
+    Args:
+        method: a registry name (its default settings) or a settings record
+            (``MethodSettings`` or its method's subclass).
+    """
+    ms = method_settings(method) if isinstance(method, str) else method
+    adapt_settings = ms.adapt_settings(rc.adapt)
+    if adapt_settings != rc.adapt:
+        log.info("%s adapts with %d Adam steps, then %d L-BFGS iterations", ms.name,
+                 adapt_settings.steps, adapt_settings.lbfgs_steps)
+        rc = replace(rc, adapt=adapt_settings)
+    return ms.name, rc
+
+
 def _lr_scale(init_fn) -> dict | None:
     """The learned step multipliers of an :class:`Initialiser` (none for a plain dict or
     function)."""
@@ -57,9 +75,10 @@ def evaluator(rc: RunConfig, task: Task) -> Evaluator | None:
 
 
 def solve_task(rc: RunConfig, task: Task, init_fn, label: str = "",
-               strict: bool = True) -> AdaptResult:
+               strict: bool = True, collocation: str = "random") -> AdaptResult:
     """Adapt the initialisation ``init_fn(task_data)`` to one task, logging errors against
-    the reference (losses only where the task has none, e.g. a researcher's own data).
+    the reference (losses only where the task has none, e.g. a researcher's own data);
+    ``collocation`` says where the residual is enforced (:func:`~metapinn.tasks.task_tensors`).
 
     Raises:
         FloatingPointError: with ``strict``, if the run diverged (a non-finite loss or
@@ -67,7 +86,7 @@ def solve_task(rc: RunConfig, task: Task, init_fn, label: str = "",
             result's ``diverged_at`` says so and its log is NaN from there on.
     """
     data = task_tensors(rc.pde, task, rc.n_collocation, rc.n_boundary, rc.seed, rc.dtype,
-                        rc.device)
+                        rc.device, collocation=collocation)
     params0 = init_fn(data) if callable(init_fn) else init_fn
     evaluate = evaluator(rc, task)
     result = adapt(params0, lambda p: loss_parts(p, data, rc.pde, rc.weights), rc.adapt,
@@ -132,14 +151,17 @@ def task_history(rc: RunConfig, task: Task, result: AdaptResult) -> xr.Dataset:
     return ds
 
 
-def solve_tasks(rc: RunConfig, tasks_file: str | Path, method: str, out: str | Path,
+def solve_tasks(rc: RunConfig, tasks_file: str | Path, method, out: str | Path,
                 init: str | None = None, splits: tuple[str, ...] = ("test",),
                 attrs: dict | None = None) -> Path:
-    """Solve every task of ``splits`` in ``tasks_file`` from ``method``'s initialisation.
+    """Solve every task of ``splits`` in ``tasks_file`` from ``method``'s initialisation,
+    with the method's inner loop (:func:`method_run_config`; ``method`` is a name or a
+    settings record).
 
     Writes one NetCDF with dims ``(task, step, coef, coef_err)``; ``attrs`` are added to its
     attributes (e.g. the ``budget_scale`` of the initialisation).
     """
+    method, rc = method_run_config(rc, method)
     ds = load_tasks(tasks_file, rc.pde.name)
     indices = split_indices(ds, splits)
     if not indices:
@@ -222,13 +244,14 @@ def extend_grid(score, lrs, max_extensions: int = MAX_EXTENSIONS):
 
 def tune_scratch_lr(rc: RunConfig, tasks_file: str | Path, lrs, out: str | Path,
                     split: str = "val", max_extensions: int = MAX_EXTENSIONS,
-                    method: str = "scratch", init: str | Path | None = None) -> float:
+                    method="scratch", init: str | Path | None = None) -> float:
     """The learning rate best for ``scratch`` on the ``split`` tasks, and the family's
     thresholds from those runs (docs/design.md §4). Only ``split`` tasks are read.
 
     With ``method`` and its ``init`` file, the same for that method's initialisation: its
-    own best rate (the own-rate table). The thresholds recorded are then that method's
-    val errors; the tables always use scratch's.
+    own best rate (the own-rate table), with the method's inner loop (``method`` is a name
+    or a settings record, as for :func:`solve_tasks`). The thresholds recorded are then
+    that method's val errors; the tables always use scratch's.
 
     Every candidate runs the configured inner loop from scratch on every ``split`` task;
     the best has the lowest median final ``u_rel_l2`` (ties: lower median loss). The grid
@@ -243,6 +266,7 @@ def tune_scratch_lr(rc: RunConfig, tasks_file: str | Path, lrs, out: str | Path,
     lrs = [float(x) for x in lrs]
     if not lrs or min(lrs) <= 0:
         raise ValueError(f"the learning-rate grid must be non-empty and positive, got {lrs}")
+    method, rc = method_run_config(rc, method)
     # only the final errors are read: log step 0 and the last (the runs are the same)
     rc = replace(rc, adapt=replace(rc.adapt, dense_log=False,
                                    log_every=max(rc.adapt.total_steps, 1)))

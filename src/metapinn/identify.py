@@ -108,24 +108,42 @@ def read_observations(path: str | Path, pde: PDEFamily) -> tuple[np.ndarray, np.
     return np.stack(cols, axis=1), u
 
 
+def auto_collocation(n_obs: int, n_collocation: int) -> str:
+    """Where ``identify`` enforces the residual by default: at the observation points alone
+    when they are dense (at least ``n_collocation``), else at them and at random points."""
+    return "observations" if n_obs >= n_collocation else "both"
+
+
 def identify(rc: RunConfig, observations: str | Path, init: str | Path | None = None,
              out: str | Path | None = None, label: str = "identify",
-             seeds: Sequence[int] | None = None) -> xr.Dataset:
+             seeds: Sequence[int] | None = None,
+             collocation: str = "auto") -> xr.Dataset:
     """Adapt from ``init`` (or scratch) to the observations, once per seed (default: the one
     of ``rc``); the median of the identified coefficients over the runs, their spread, and
     the reconstructed u (and field a) of the run with the lowest final loss on the family's
-    reference grid."""
+    reference grid. ``collocation``: where the residual is enforced
+    (:func:`~metapinn.tasks.task_tensors`); ``auto`` (:func:`auto_collocation`): at the
+    observation points when there are at least ``rc.n_collocation`` of them, else at them
+    and at random points."""
     pde = rc.pde
     points, values = read_observations(observations, pde)
     notes = identifiability_warnings(pde, points, values)
     n_coef = len(pde.coefficients)
     task = Task(pde.name, 0, "user", np.full(n_coef, np.nan), np.zeros(0), points, values)
+    if collocation == "auto":
+        collocation = auto_collocation(len(values), rc.n_collocation)
+    log.info("%s: the residual at %s", label, {
+        "observations": f"the {len(values)} observation points",
+        "random": f"{rc.n_collocation} random points",
+        "both": f"the {len(values)} observation points and {rc.n_collocation} random "
+                f"points"}[collocation])
     seeds = [rc.seed] if seeds is None else list(seeds)
     thetas, losses, times, params = [], [], [], []
     for k, seed in enumerate(seeds):
         rc_k = replace(rc, seed=seed)
         tag = f"{label} seed {seed} ({k + 1}/{len(seeds)})" if len(seeds) > 1 else label
-        result = solve_task(rc_k, task, initialiser(rc_k, init), label=tag)
+        result = solve_task(rc_k, task, initialiser(rc_k, init), label=tag,
+                            collocation=collocation)
         thetas.append(pde.from_param(result.params["coef"].detach().double().cpu().numpy()))
         losses.append(float(result.records[-1]["loss"]))
         times.append(result.wall_time)
@@ -167,8 +185,9 @@ def identify(rc: RunConfig, observations: str | Path, init: str | Path | None = 
                 d1: (d1, grid[d1], {"long_name": d1, "units": "1"})},
         attrs={"pde": pde.name, "observations": str(observations),
                "init": str(init) if init else "scratch", "steps": rc.adapt.steps,
-               "lbfgs_steps": rc.adapt.lbfgs_steps, "dtype": str(rc.dtype).removeprefix(
-                   "torch."), "best_seed": seeds[best], "warnings": " | ".join(notes)},
+               "lbfgs_steps": rc.adapt.lbfgs_steps, "collocation": collocation,
+               "dtype": str(rc.dtype).removeprefix("torch."), "best_seed": seeds[best],
+               "warnings": " | ".join(notes)},
     )
     if pde.field:
         ds["a"] = ((d0, d1), pde.field_ref(theta), {"long_name": "identified field a "

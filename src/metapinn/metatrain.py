@@ -173,10 +173,12 @@ def meta_train(rc: RunConfig, ms: MethodSettings, tasks_file: str | Path, out_di
         hist.attrs["gradient_evals_spent"] = per_step * ms.outer_steps
     if meta_budget is not None:
         hist.attrs["meta_budget"] = float(meta_budget)
-    log.info("%s/%s: %d outer steps, %s task-loss gradient evaluations (budget %s)",
-             rc.pde.name, ms.name, ms.outer_steps,
+    log.info("%s/%s: %d outer steps, %s task-loss gradient evaluations (budget %s); val "
+             "loss %s over the last quarter", rc.pde.name, ms.name, ms.outer_steps,
              "no" if per_step is None else f"{per_step * ms.outer_steps:.0f}",
-             "none" if meta_budget is None else f"{meta_budget:.0f}")
+             "none" if meta_budget is None else f"{meta_budget:.0f}",
+             f"{hist.attrs['val_loss_change_last_quarter']:+.1%}"
+             if "val_loss_change_last_quarter" in hist.attrs else "not measured")
     write_netcdf(hist, out_dir / "history.nc",
                  title=f"meta-training of {ms.name} on {rc.pde.name}", config=rc.yaml,
                  history=f"metapinn meta-train method={ms.name}")
@@ -258,4 +260,25 @@ def meta_history(records: list[dict], train_time: float,
         ds[name] = ("outer_step", np.array([r.get(name, np.nan) for r in records], float),
                     {"long_name": long_name, "units": units})
     ds.attrs["total_train_time_s"] = float(train_time)
+    change = val_change_last_quarter(steps, ds["val_loss"].values)
+    if change is not None:
+        ds.attrs["val_loss_change_last_quarter"] = change
     return ds
+
+
+def val_change_last_quarter(steps: np.ndarray, val: np.ndarray) -> float | None:
+    """How much the validation loss still moved in the last quarter of meta-training: the
+    mean of the validations in the last quarter of the outer steps over the mean of those
+    in the third quarter, minus 1 (−0.3: fell by 30 %, still training; near 0: plateaued).
+    Means over a quarter, not single validations, so that the noise of one validation does
+    not decide. None without a validation in each of the two quarters."""
+    done = np.isfinite(val)
+    if not done.any():
+        return None
+    s, v = steps[done], val[done]
+    end = float(steps[-1])
+    third = v[(s > 0.5 * end) & (s <= 0.75 * end)]
+    last = v[s > 0.75 * end]
+    if not (third.size and last.size):
+        return None
+    return float(last.mean() / third.mean() - 1.0)

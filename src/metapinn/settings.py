@@ -237,14 +237,25 @@ class IdentifySettings:
         lbfgs_steps: L-BFGS iterations after them, replacing ``adapt.lbfgs_steps``.
         dtype: of the runs, replacing ``dtype``: L-BFGS's line search needs float64 to make
             progress near the optimum.
+        collocation: where the residual is enforced: ``observations`` (at the observation
+            points, as Raissi et al. 2019 do), ``random`` (``pde.n_collocation`` points drawn
+            over the domain, as in evaluation), ``both``, or ``auto`` (the default):
+            ``observations`` when there are at least ``pde.n_collocation`` of them (dense
+            data), else ``both``. Random points inside a front narrower than the network
+            resolves bias a viscosity upwards (measured on the Burgers shock case:
+            docs/results.md); few observation points alone constrain the physics too little.
     """
 
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     steps: int = 1000
     lbfgs_steps: int = 3000
     dtype: str = "float64"
+    collocation: str = "auto"
 
     def __post_init__(self):
+        if self.collocation not in ("auto", "random", "observations", "both"):
+            raise ValueError(f"unknown identify.collocation {self.collocation!r}; valid "
+                             f"choices: auto, random, observations, both")
         if not self.seeds or min(self.seeds) < 0 or len(set(self.seeds)) < len(self.seeds):
             raise ValueError(f"identify.seeds must be distinct seeds ≥ 0, got "
                              f"{list(self.seeds)}")

@@ -162,9 +162,13 @@ def task_from_dataset(ds: xr.Dataset, index: int) -> Task:
                 obs, t["obs_u"].values.astype(float))
 
 
+COLLOCATION = ("random", "observations", "both")  # task_tensors: where the residual is enforced
+
+
 def task_tensors(pde: PDEFamily, task: Task, n_collocation: int, n_boundary: int, seed: int,
                  dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
-                 stream: int = STREAM_POINTS) -> dict[str, torch.Tensor]:
+                 stream: int = STREAM_POINTS,
+                 collocation: str = "random") -> dict[str, torch.Tensor]:
     """The tensors of one task's loss; collocation/boundary points from (seed, task, stream).
 
     Args:
@@ -173,13 +177,24 @@ def task_tensors(pde: PDEFamily, task: Task, n_collocation: int, n_boundary: int
         n_collocation, n_boundary: point counts (boundary split over the conditions).
         seed: solver seed (independent of the dataset seed's task stream).
         stream: random stream of the points (meta-training draws query points from another).
+        collocation: where the residual is enforced: ``random`` (``n_collocation`` points
+            drawn over the domain), ``observations`` (at the task's observation points, as
+            Raissi et al. 2019 do for inverse problems) or ``both``. The boundary points are
+            the same whichever is chosen.
     """
     if n_collocation < 1 or n_boundary < 4:
         raise ValueError(f"need n_collocation ≥ 1 and n_boundary ≥ 4, "
                          f"got {n_collocation}, {n_boundary}")
+    if collocation not in COLLOCATION:
+        raise ValueError(f"unknown collocation {collocation!r}; valid choices: "
+                         f"{', '.join(COLLOCATION)}")
     rng = rng_for(seed, task.index, stream)
     colloc = pde.sample_interior(rng, n_collocation)
     bc = pde.sample_boundary(rng, n_boundary)
+    if collocation == "observations":
+        colloc = task.obs_points
+    elif collocation == "both":
+        colloc = np.concatenate([colloc, task.obs_points])
 
     def t(a):
         return torch.as_tensor(np.asarray(a, dtype=float), dtype=dtype, device=device)

@@ -16,7 +16,7 @@ rule tune_method_lr:
         f"{LOGS}/benchmark/own_lr/tune/{{pde}}/{{method}}/seed{{seed}}.tsv"
     params:
         hydra=hydra_args_gpu,
-        digest=config_digest("tune-lr", DEVICE),
+        digest=config_digest("tune-method-lr", DEVICE),
     threads: THREADS
     resources:
         gpu=GPUS,
