@@ -248,7 +248,7 @@ class IdentifySettings:
 
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     steps: int = 1000
-    lbfgs_steps: int = 3000
+    lbfgs_steps: int = 2000
     dtype: str = "float64"
     collocation: str = "auto"
 
