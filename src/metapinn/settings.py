@@ -223,6 +223,10 @@ class TaskSplits:
                              "or n_ood ≥ 1")
 
 
+# where a task's residual is enforced (metapinn.tasks.task_tensors, identify.collocation)
+COLLOCATION = ("random", "observations", "both")
+
+
 @dataclass(frozen=True)
 class IdentifySettings:
     """``metapinn identify`` on a researcher's own observations (config node ``identify``).
@@ -253,9 +257,9 @@ class IdentifySettings:
     collocation: str = "auto"
 
     def __post_init__(self):
-        if self.collocation not in ("auto", "random", "observations", "both"):
+        if self.collocation not in ("auto", *COLLOCATION):
             raise ValueError(f"unknown identify.collocation {self.collocation!r}; valid "
-                             f"choices: auto, random, observations, both")
+                             f"choices: {', '.join(('auto', *COLLOCATION))}")
         if not self.seeds or min(self.seeds) < 0 or len(set(self.seeds)) < len(self.seeds):
             raise ValueError(f"identify.seeds must be distinct seeds ≥ 0, got "
                              f"{list(self.seeds)}")

@@ -15,7 +15,7 @@ import xarray as xr
 
 from .ncio import read_netcdf
 from .pdes.base import PDEFamily
-from .settings import SPLITS, TaskSplits
+from .settings import COLLOCATION, SPLITS, TaskSplits
 
 # independent random streams per task
 STREAM_TASK = 0  # coefficients, observation locations, noise
@@ -160,9 +160,6 @@ def task_from_dataset(ds: xr.Dataset, index: int) -> Task:
     return Task(str(ds.attrs["pde"]), int(index), str(t["split"].values),
                 t["coefficients"].values.astype(float), t["u_ref"].values.astype(float),
                 obs, t["obs_u"].values.astype(float))
-
-
-COLLOCATION = ("random", "observations", "both")  # task_tensors: where the residual is enforced
 
 
 def task_tensors(pde: PDEFamily, task: Task, n_collocation: int, n_boundary: int, seed: int,
