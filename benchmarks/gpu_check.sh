@@ -8,7 +8,10 @@
 #   3. the tiny pipeline with --config experiment=tiny device=cuda (adapt and tune-lr batched
 #      by default on CUDA), its wall time and its speedup table;
 #   4. batched vs serial adaptation up to T = 256 tasks, quick and paper sizes
-#      (benchmarks/batch_time.py): eager for every T, compiled at T = 64 and 256 (quick size).
+#      (benchmarks/batch_time.py): eager for every T, compiled at T = 64 and 256 (quick size);
+#   5. `metapinn identify` on CUDA (not part of the pipeline): the Burgers shock case of
+#      benchmarks/burgers_shock.py at 1 % noise (NOISE5="0.01 0" adds the clean data),
+#      identify's defaults (three seeds).
 #
 # Each stage has its own time limit, logs to $OUT and goes on after a failure; the exit
 # status counts the failed stages. The GPU image has PyTorch but not Snakemake, Hydra or
@@ -22,7 +25,8 @@
 #   run(command="bash benchmarks/gpu_check.sh", carry=[".whl"], timeout_s=600)
 #
 # Usage (repository root, GPU machine): OUT=<dir> bash benchmarks/gpu_check.sh [STAGE...]
-# (stages 2 3 4 by default; the machine section always runs).
+# (stages 2 3 4 by default; the machine section always runs). Stage 5 runs when asked for:
+#   run(command="bash benchmarks/gpu_check.sh 2 3 5", carry=[".whl"], timeout_s=600)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu_check_out}  # the device tool sets $OUT
@@ -30,7 +34,8 @@ mkdir -p "$OUT"
 PY=${PYTHON:-python3}
 DEVICE=${DEVICE:-cuda}  # SKIP_WHEELS=1 DEVICE=cpu: a smoke test on a machine without a GPU
 export PYTHONUNBUFFERED=1
-exec > >(tee "$OUT/gpu_check${*:+_${*// /_}}.log") 2>&1  # one log per stage list
+stages_name=$(printf '%s' "$*" | tr -c 'A-Za-z0-9' _)  # the device tool returns plain names only
+exec > >(tee "$OUT/gpu_check${stages_name:+_$stages_name}.log") 2>&1  # one log per stage list
 start=$(date +%s)
 stage() { echo; echo "== [$(($(date +%s) - start)) s] $*"; }
 STAGES=" ${*:-2 3 4} "
@@ -92,11 +97,11 @@ if want 3; then
     for f in $(grep -rl "Traceback" logs/tiny 2>/dev/null | head -3); do  # failed jobs' logs
         echo "--- $f"; tail -25 "$f"
     done
-    cp -r logs/tiny "$OUT/tiny_logs" 2>/dev/null
+    tar -czf "$OUT/tiny_logs.tgz" logs/tiny 2>/dev/null  # one file: at most 8 come back
     grep -rh "at once\|compiled in\|DIVERGED\|Error" logs/tiny 2>/dev/null \
         | sed 's/^[0-9: ,-]*//' | sort | uniq -c | sort -rn | head -20
     cat results/tiny/tables/speedup.md 2>/dev/null || ls -R results/tiny | head -40
-    cp -r results/tiny/tables "$OUT/tiny_tables" 2>/dev/null
+    tar -czf "$OUT/tiny_tables.tgz" results/tiny/tables 2>/dev/null
 fi
 
 if [ -n "${stage2_pid:-}" ]; then
@@ -113,6 +118,16 @@ if want 4; then
     run "${LIMIT4B:-150}" $PY benchmarks/batch_time.py --device "$DEVICE" --tasks 64 256 --sizes quick \
         --variants serial_compiled batched_compiled --serial-tasks 4 --steps 20 --repeats 3 \
         --out "$OUT/compiled"
+fi
+
+if want 5; then
+    stage "5. identify on $DEVICE: the Burgers shock case, identify's defaults"
+    run "${LIMIT5:-240}" $PY benchmarks/burgers_shock.py --noise ${NOISE5:-0.01} \
+        --set device="$DEVICE" ${IDENTIFY_SET:-} --out-dir "$OUT/identify"
+    for f in "$OUT"/identify/identified_noise*_0.txt; do  # each command's log, its last lines
+        [ -f "$f" ] && { echo "--- $f"; tail -8 "$f"; }
+    done
+    rm -f "$OUT"/identify/*.nc  # what comes back is limited to 8 files
 fi
 
 stage "done: $failed failed stage(s)"
