@@ -38,7 +38,7 @@ from scipy.optimize import minimize_scalar
 from metapinn.identify import export_observations
 from metapinn.ncio import read_netcdf
 from metapinn.pdes import get_pde
-from metapinn.pdes.burgers import SHOCK_NU, reference_solution, shock_observations
+from metapinn.pdes.burgers import SHOCK_NU, reference_solution, shock_grid, shock_observations
 from metapinn.tasks import Task
 
 
@@ -62,10 +62,10 @@ def run_identify(obs: Path, out: Path, init: str | None, overrides: list[str]) -
 
 def exact_fit(points: np.ndarray, values: np.ndarray) -> float:
     """ν minimising the squared misfit of the exact (Cole–Hopf) solution at the observation
-    points, which lie on the benchmark's 256 × 100 grid."""
-    x, t = np.linspace(-1.0, 1.0, 256), np.linspace(0.0, 0.99, 100)
-    ix = np.rint((points[:, 0] + 1.0) / 2.0 * 255).astype(int)
-    it = np.rint(points[:, 1] / 0.01).astype(int)
+    points, which are nodes of the benchmark's grid."""
+    x, t = shock_grid()
+    ix = np.abs(points[:, :1] - x).argmin(axis=1)
+    it = np.abs(points[:, 1:] - t).argmin(axis=1)
 
     def misfit(log_nu):
         return float(np.sum((reference_solution(np.exp(log_nu), x, t)[it, ix] - values) ** 2))

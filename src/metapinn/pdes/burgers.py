@@ -118,6 +118,11 @@ class Burgers(PDEFamily):
 SHOCK_NU = 0.01 / np.pi  # the classic shock case (Raissi et al. 2019), outside the prior
 
 
+def shock_grid() -> tuple[np.ndarray, np.ndarray]:
+    """The classic shock benchmark's 256 × 100 grid: x ∈ [−1, 1], t = 0, 0.01, …, 0.99."""
+    return np.linspace(-1.0, 1.0, 256), np.linspace(0.0, 0.99, 100)
+
+
 def shock_observations(n_obs: int = 2000, noise: float = 0.01, seed: int = 0,
                        nu: float = SHOCK_NU) -> tuple[np.ndarray, np.ndarray]:
     """Observations of the classic Burgers shock benchmark (Raissi, Perdikaris & Karniadakis
@@ -133,7 +138,7 @@ def shock_observations(n_obs: int = 2000, noise: float = 0.01, seed: int = 0,
     Returns:
         points ``(n_obs, 2)`` as network inputs (x, t) and the noisy values ``(n_obs,)``.
     """
-    x, t = np.linspace(-1.0, 1.0, 256), np.linspace(0.0, 0.99, 100)
+    x, t = shock_grid()
     if not 1 <= n_obs <= x.size * t.size:
         raise ValueError(f"n_obs must be in [1, {x.size * t.size}], got {n_obs}")
     if noise < 0:
