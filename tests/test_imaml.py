@@ -281,3 +281,41 @@ def test_meta_training_records_the_cg_residual(tmp_path):
     maml = method_settings("maml", outer_steps=1, meta_batch=2, inner_steps=1, inner_lr=1e-2)
     meta_train(rc, maml, path, tmp_path / "maml")
     assert "cg_residual" not in read_netcdf(tmp_path / "maml" / "history.nc")
+
+
+def test_lambda_follows_the_loss_scale_so_a_scaled_family_gives_a_scaled_gradient(pinn):
+    """λ is in units of ``pde.loss_scale``. Multiply every loss weight and the loss scale
+    by s: the inner SGD rate is divided by s and λ multiplied by it, so the proximal
+    objective is s × the original one, φ is the same, and the implicit gradient
+    (I + sH/(sλ))⁻¹ s∇L_q is s × the original: 3 CG steps agree to ~2·10⁻¹⁵ relative in
+    float64 (more CG steps amplify round-off: 10 gave 3·10⁻⁵, so the test stops at 3).
+    With λ left unscaled the proximal term would be s× weaker and the direction would
+    differ by far more than that."""
+    from dataclasses import replace
+
+    from metapinn.meta.imaml import proximal_strength
+    from metapinn.settings import LossWeights
+
+    rc, mt = pinn
+    s = 1000.0
+    ms = method_settings("imaml", imaml_lambda=0.5, inner_optimizer="sgd", inner_steps=50,
+                         inner_lr=0.05, cg_steps=3, cg_tol=0.0)
+    w = rc.weights
+    scaled = replace(rc, loss_scale=rc.loss_scale * s,
+                     weights=LossWeights(w.residual * s, w.boundary * s, w.data * s))
+    theta = scratch_params(rc, 0)
+    ctx, ctx_s = Context(rc, ms, 0, [mt]), Context(scaled, ms, 0, [mt])
+    assert proximal_strength(ctx_s) == pytest.approx(s * proximal_strength(ctx), rel=1e-15)
+    g, loss, _ = imaml_task_grad(ctx, theta, mt.support, mt.query)
+    g_s, loss_s, _ = imaml_task_grad(ctx_s, theta, mt.support, mt.query)
+    assert float(loss_s) == pytest.approx(s * float(loss), rel=1e-10)
+    diff = {k: g_s[k] / s - g[k] for k in g}
+    assert math.sqrt(float(_dot(diff, diff) / _dot(g, g))) < 1e-12
+    # the unscaled λ (what the code did before): a visibly different direction
+    phi_u = proximal_solve(lambda p: ctx_s.parts(p, mt.support), theta, ms.imaml_lambda,
+                           ctx_s.inner_settings)
+    g_u, _, _ = implicit_gradient(lambda p: ctx_s.loss(p, mt.support),
+                                  lambda p: ctx_s.loss(p, mt.query), phi_u, ms.imaml_lambda,
+                                  ms.cg_steps, ms.cg_tol)
+    diff_u = {k: g_u[k] / s - g[k] for k in g}
+    assert math.sqrt(float(_dot(diff_u, diff_u) / _dot(g, g))) > 1e-2

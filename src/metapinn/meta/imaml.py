@@ -4,7 +4,7 @@ Gradients"), on the shared inner loop.
 Each task's inner problem is proximal: from the meta-parameters θ (network and
 coefficient guess alike),
 
-    φ_τ ≈ argmin_φ  L_τ^support(φ) + λ/2 ‖φ − θ‖²,
+    φ_τ ≈ argmin_φ  L_τ^support(φ) + λ/2 ‖φ − θ‖²,   λ = imaml_lambda × pde.loss_scale,
 
 solved by :func:`metapinn.adapt.adapt` without a graph (any inner optimiser, hundreds of
 steps, memory independent of their number). At a stationary point of the proximal
@@ -137,10 +137,19 @@ def imaml_task_grad(ctx: Context, theta: Params, support: TaskData,
     """(implicit meta-gradient, post-adaptation query loss, final CG relative residual) of
     one task: the proximal inner solve, then the CG solve at its end."""
     ms = ctx.ms
-    phi = proximal_solve(lambda p: ctx.parts(p, support), theta, ms.imaml_lambda,
-                         ctx.inner_settings)
+    lam = proximal_strength(ctx)
+    phi = proximal_solve(lambda p: ctx.parts(p, support), theta, lam, ctx.inner_settings)
     return implicit_gradient(lambda p: ctx.loss(p, support), lambda p: ctx.loss(p, query),
-                             phi, ms.imaml_lambda, ms.cg_steps, ms.cg_tol)
+                             phi, lam, ms.cg_steps, ms.cg_tol)
+
+
+def proximal_strength(ctx: Context) -> float:
+    """λ of the proximal term: ``method.imaml_lambda`` in units of the family's loss scale
+    (``pde.loss_scale``), so that the term weighs the same against every family's loss
+    (Darcy's data term makes its loss ~1000× larger; with λ unscaled the proximal term,
+    and with it the implicit gradient's (I + H/λ)⁻¹, would be 1000× weaker there). Scaling
+    the loss and ``loss_scale`` together scales the meta-gradient and nothing else."""
+    return ctx.ms.imaml_lambda * ctx.rc.loss_scale
 
 
 class IMAML(InitialisationMethod):

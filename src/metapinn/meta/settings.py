@@ -168,7 +168,8 @@ class HypernetSettings(MethodSettings):
 @dataclass(frozen=True)
 class ImamlSettings(MethodSettings):
     """Implicit MAML's settings: ``imaml_lambda`` the proximal strength λ of the inner
-    problem L(φ) + λ/2 ‖φ − θ‖², ``cg_steps`` the most conjugate-gradient iterations of
+    problem L(φ) + λ/2 ‖φ − θ‖², in units of the family's ``pde.loss_scale`` (the λ used is
+    ``imaml_lambda × loss_scale``), ``cg_steps`` the most conjugate-gradient iterations of
     the implicit-gradient solve (one Hessian-vector product each), ``cg_tol`` its
     relative-residual stop. ``vmap`` is ignored (a per-task loop; default off)."""
 
