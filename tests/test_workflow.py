@@ -48,17 +48,21 @@ def test_dry_run_job_counts(tmp_path, experiment, seeds):
     # families × (meta-trained methods + scratch) × seeds; quick leaves some methods out
     # (its time), the others run every method
     nf = len(FAMILIES)
-    nm = len(compose([f"experiment={experiment}"]).experiment.methods)
+    exp = compose([f"experiment={experiment}"]).experiment
+    nm = len(exp.methods)
     assert experiment == "quick" or nm == len(METHODS)
     expected = {k: nf * v for k, v in PER_FAMILY.items()} | ONCE
     expected |= {"meta_train": nf * (nm - 1) * seeds, "adapt": nf * nm * seeds,
                  "classical": nf}  # the classical baseline (experiment.classical)
     if experiment == "paper":  # the compute figure: 4 methods at ¼× and 4× the budget
         expected |= {"meta_train_budget": nf * 4 * 2 * seeds,
-                     "adapt_budget": nf * 4 * 2 * seeds, "meta_budget": 1,
-                     # the own-rate table: every method but scratch tuned and adapted again
-                     "tune_method_lr": nf * (nm - 1) * seeds,
-                     "adapt_own_lr": nf * (nm - 1) * seeds,
+                     "adapt_budget": nf * 4 * 2 * seeds, "meta_budget": 1}
+    # the own-rate table: paper tunes and adapts every method but scratch again, standard
+    # Reptile and LEAP, quick none
+    own = {"quick": 0, "standard": 2, "paper": nm - 1}[experiment]
+    assert bool(own) == bool(exp.own_lr)
+    if own:
+        expected |= {"tune_method_lr": nf * own * seeds, "adapt_own_lr": nf * own * seeds,
                      "collect_own_lr": 1, "tables_own_lr": 1}
     expected["total"] = sum(expected.values())
     assert _job_counts(r.stdout) == expected
