@@ -57,9 +57,9 @@ def test_dry_run_job_counts(tmp_path, experiment, seeds):
     if experiment == "paper":  # the compute figure: 4 methods at ¼× and 4× the budget
         expected |= {"meta_train_budget": nf * 4 * 2 * seeds,
                      "adapt_budget": nf * 4 * 2 * seeds, "meta_budget": 1}
-    # the own-rate table: paper tunes and adapts every method but scratch again, standard
-    # Reptile and LEAP, quick none
-    own = {"quick": 0, "standard": 2, "paper": nm - 1}[experiment]
+    # the own-rate table: standard and paper tune and adapt every method but scratch again,
+    # quick none
+    own = {"quick": 0, "standard": nm - 1, "paper": nm - 1}[experiment]
     assert bool(own) == bool(exp.own_lr)
     if own:
         expected |= {"tune_method_lr": nf * own * seeds, "adapt_own_lr": nf * own * seeds,
