@@ -149,3 +149,27 @@ def test_case_8_an_untrained_init_is_not_written(tmp_path, tasks_file):
         meta_train(rc, method_settings("reptile", outer_steps=0, meta_batch=2), path,
                    tmp_path / "x")
     assert not (tmp_path / "x" / "init.pt").exists()
+
+
+def test_imaml_checkpoint_of_the_old_lambda_is_not_resumed(tmp_path, caplog, tasks_file):
+    """iMAML's λ became relative to pde.loss_scale (method revision 2): a checkpoint
+    written under revision 1 has the same settings but another meaning, so a resume starts
+    afresh and says why; history.nc keeps the λ actually used."""
+    rc = _rc(["model.hidden=[8,8]", "pde.n_collocation=64", "pde.loss_scale=4.0"])
+    ms = method_settings("imaml", outer_steps=3, meta_batch=2, inner_steps=3, cg_steps=2,
+                         imaml_lambda=0.5, checkpoint_every=1)
+    meta_train(rc, ms, tasks_file, tmp_path / "run", stop_after=2)
+    ck_path = tmp_path / "run" / "checkpoint.pt"
+    ck = torch.load(ck_path, weights_only=False)
+    assert ck["key"]["revision"] == 2
+    ck["key"]["revision"] = 1  # as written before the change
+    torch.save(ck, ck_path)
+    with caplog.at_level("WARNING", logger="metapinn"):
+        resumed = meta_train(rc, ms, tasks_file, tmp_path / "run", resume=True)
+    assert "written for other settings (revision: 1 → 2)" in caplog.text
+    fresh = meta_train(rc, ms, tasks_file, tmp_path / "fresh")
+    a = torch.load(fresh, weights_only=True)["meta"]
+    b = torch.load(resumed, weights_only=True)["meta"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    hist = read_netcdf(tmp_path / "run" / "history.nc")
+    assert hist.attrs["imaml_lambda_effective"] == pytest.approx(0.5 * 4.0, rel=1e-12)

@@ -108,7 +108,7 @@ def meta_train(rc: RunConfig, ms: MethodSettings, tasks_file: str | Path, out_di
                 for k, v in method.init_meta(ctx).items()}
         opt = torch.optim.Adam(list(meta.values()), lr=ms.outer_lr)
         start, train_time = 0, 0.0
-        key = checkpoint_key(rc, ms)
+        key = checkpoint_key(rc, ms, getattr(method, "revision", 1))
         ck = _usable_checkpoint(ckpt_path, key) if resume else None
         if ck is not None:
             with torch.no_grad():
@@ -168,6 +168,8 @@ def meta_train(rc: RunConfig, ms: MethodSettings, tasks_file: str | Path, out_di
     hist.attrs.update({"pde": rc.pde.name, "method": ms.name, "seed": rc.seed,
                        "config_digest": rc.digest, "second_order_cost": second_order_cost,
                        "outer_steps": ms.outer_steps, "budget_scale": budget_scale})
+    if hasattr(method, "history_attrs"):
+        hist.attrs.update(method.history_attrs(ctx))
     if per_step is not None:
         hist.attrs["gradient_evals_per_outer_step"] = per_step
         hist.attrs["gradient_evals_spent"] = per_step * ms.outer_steps
@@ -186,10 +188,12 @@ def meta_train(rc: RunConfig, ms: MethodSettings, tasks_file: str | Path, out_di
     return init_path
 
 
-def checkpoint_key(rc: RunConfig, ms: MethodSettings) -> dict:
-    """What a checkpoint must have been written for to be resumed: the method's settings,
-    the run's settings that shape meta-training, and the configuration digest."""
-    return {"method": dataclasses.asdict(ms), "pde": rc.pde.name, "hidden": list(rc.hidden),
+def checkpoint_key(rc: RunConfig, ms: MethodSettings, revision: int = 1) -> dict:
+    """What a checkpoint must have been written for to be resumed: the method's settings
+    and the revision of their meaning (the method class's ``revision``), the run's
+    settings that shape meta-training, and the configuration digest."""
+    return {"method": dataclasses.asdict(ms), "revision": revision, "pde": rc.pde.name,
+            "hidden": list(rc.hidden),
             "seed": rc.seed, "dtype": str(rc.dtype), "device": rc.device.type,
             "n_collocation": rc.n_collocation, "n_boundary": rc.n_boundary,
             "weights": dataclasses.asdict(rc.weights), "loss_scale": rc.loss_scale,

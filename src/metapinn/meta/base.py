@@ -133,6 +133,13 @@ class InitialisationMethod:
 
     trainable = True
     settings = MethodSettings
+    # bumped when the meaning of a setting changes (iMAML's λ became relative to
+    # pde.loss_scale): a checkpoint written under another revision is not resumed
+    revision = 1
+
+    def history_attrs(self, ctx: Context) -> dict[str, float]:
+        """Derived settings worth keeping in ``history.nc``'s attributes (none here)."""
+        return {}
 
     def init_meta(self, ctx: Context) -> Params:
         return scratch_params(ctx.rc, ctx.seed)

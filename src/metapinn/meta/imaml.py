@@ -157,9 +157,14 @@ class IMAML(InitialisationMethod):
 
     name = "imaml"
     settings = ImamlSettings
+    revision = 2  # λ in units of pde.loss_scale (revision 1: λ = imaml_lambda itself)
     # the third element of meta_grad's result, per outer step (long_name, units)
     diagnostics = {"cg_residual": ("mean final relative residual of the conjugate-gradient "
                                    "solves of the meta-batch", "1")}
+
+    def history_attrs(self, ctx: Context) -> dict[str, float]:
+        """The proximal strength actually used, λ = imaml_lambda × pde.loss_scale."""
+        return {"imaml_lambda_effective": proximal_strength(ctx)}
 
     def meta_grad(self, meta: Params, batch: list[MetaTask], ctx: Context):
         """(mean implicit gradient, mean query loss, {"cg_residual": mean residual}) of the
