@@ -116,6 +116,38 @@ def test_lbfgs_phase_reaches_the_quadratic_minimum():
               differentiable=True)
 
 
+def test_lbfgs_line_search_overflow_counts_as_diverged(monkeypatch, caplog):
+    """torch's L-BFGS raises (rather than returning inf) when its line search's step size
+    outgrows the dtype, as it did for scratch_lbfgs tuned at a rate of 0.16 on CDR: the
+    run then counts as diverged from the next logged step on, and the solve returns."""
+    A, b, loss_fn = _quadratic()
+    calls = []
+
+    def overflowing_step(self, closure):
+        calls.append(1)
+        if len(calls) == 2:  # the second L-BFGS call, between logged steps 10 and 15
+            raise RuntimeError("value cannot be converted to type float without overflow")
+        return real_step(self, closure)
+
+    real_step = torch.optim.LBFGS.step
+    monkeypatch.setattr(torch.optim.LBFGS, "step", overflowing_step)
+    settings = AdaptSettings(steps=5, lr=0.01, lbfgs_steps=20, log_every=5, dense_log=False,
+                             compile=False)
+    with caplog.at_level("WARNING", logger="metapinn"):
+        r = adapt({"x": torch.zeros(5, dtype=torch.float64)}, loss_fn, settings)
+    assert "line search overflowed" in caplog.text
+    steps = [rec["step"] for rec in r.records]
+    assert steps == list(settings.log_steps()) == [0, 5, 10, 15, 20, 25]
+    losses = [rec["loss"] for rec in r.records]
+    assert np.isfinite(losses[:3]).all() and np.isnan(losses[3:]).all()
+    assert r.diverged_at == 15 and len(calls) == 2
+    # any other error from L-BFGS is not swallowed
+    monkeypatch.setattr(torch.optim.LBFGS, "step",
+                        lambda self, c: (_ for _ in ()).throw(RuntimeError("shape mismatch")))
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        adapt({"x": torch.zeros(5, dtype=torch.float64)}, loss_fn, settings)
+
+
 def test_differentiable_inner_loop_gradient_matches_finite_differences():
     """d/dφ of the loss after k SGD steps (MAML's gradient) against central FD."""
     A, b, loss_fn = _quadratic()

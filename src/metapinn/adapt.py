@@ -335,8 +335,24 @@ def adapt(params: Params, loss_fn: LossFn, settings: AdaptSettings, *,
                 lbfgs.param_groups[0]["max_iter"] = mark - step
                 lbfgs.param_groups[0]["max_eval"] = 2 * (mark - step) + 10
                 t0 = time.perf_counter()
-                lbfgs.step(closure)
+                try:
+                    lbfgs.step(closure)
+                except RuntimeError as err:
+                    if "overflow" not in str(err):
+                        raise
+                    # the line search's step size outgrew the dtype (torch raises from
+                    # p.add_(d, alpha=t)): the run diverged. Its parameters become NaN, so
+                    # the next logged step records the divergence like any other
+                    log.warning("%sL-BFGS's line search overflowed after step %d (%s); the "
+                                "run counts as diverged", f"{label}: " if label else "",
+                                step, err)
+                    with torch.no_grad():
+                        for p in cur:
+                            p.fill_(float("nan"))
+                    converged = True
                 result.wall_time += time.perf_counter() - t0
+                if converged:
+                    break
                 done = lbfgs.state[cur[0]]["n_iter"] - (step - settings.steps)
                 # no iteration made: the gradient or the step is exactly zero (converged, or
                 # the line search found no decrease); the parameters stay as they are
