@@ -34,6 +34,7 @@ localrules:
     meta_budget,
     collect_own_lr,
     tables_own_lr,
+    speedup_overview_own_lr,
 
 
 rule all:

@@ -63,7 +63,7 @@ def test_dry_run_job_counts(tmp_path, experiment, seeds):
     assert bool(own) == bool(exp.own_lr)
     if own:
         expected |= {"tune_method_lr": nf * own * seeds, "adapt_own_lr": nf * own * seeds,
-                     "collect_own_lr": 1, "tables_own_lr": 1}
+                     "collect_own_lr": 1, "tables_own_lr": 1, "speedup_overview_own_lr": 1}
     expected["total"] = sum(expected.values())
     assert _job_counts(r.stdout) == expected
 
@@ -150,7 +150,8 @@ def test_case_1_an_edit_reruns_exactly_the_jobs_it_affects(tiny_run):
         assert {r: len(w) for r, w in jobs.items() if r not in per_family} == {
             "collect": 1, "family_figures": 3, "meta_training_figure": 3,
             "speedup_overview": 1, "threshold_sweep": 1, "amortised_cost": 1, "tables": 1,
-            "meta_budget": 1, "collect_own_lr": 1, "tables_own_lr": 1, "all": 1}
+            "meta_budget": 1, "collect_own_lr": 1, "tables_own_lr": 1,
+            "speedup_overview_own_lr": 1, "all": 1}
         # the meta-training budget: every budgeted method's jobs (pretrain's and the
         # conditional PINN's too: 64 evaluations buy them more than the evaluation budget's
         # 20 steps), scratch's, scratch_lbfgs's and transfer's not (transfer trains the

@@ -186,6 +186,7 @@ def all_targets():
         + [f"{OUT}/convergence.nc"]
         + expand(f"{OUT}/tables/speedup.{{ext}}", ext=["csv", "md", "tex"])
         + (expand(f"{OUT}/tables/speedup_own_lr.{{ext}}", ext=["csv", "md", "tex"])
+           + expand(f"{OUT}/figures/speedup_overview_own_lr.{{ext}}", ext=["pdf", "png"])
            if EXP.own_lr else [])
         + ([f"{OUT}/tables/meta_budget.csv"]
            + expand(f"{OUT}/figures/meta_budget.{{ext}}", ext=["pdf", "png"])

@@ -74,3 +74,18 @@ use rule tables as tables_own_lr with:
         tex=f"{OUT}/tables/speedup_own_lr.tex",
     log:
         f"{LOGS}/own_lr/tables.log",
+
+
+use rule speedup_overview as speedup_overview_own_lr with:
+    input:
+        f"{OUT}/own_lr/convergence.nc",
+    output:
+        pdf=f"{OUT}/figures/speedup_overview_own_lr.pdf",
+        png=report(
+            f"{OUT}/figures/speedup_overview_own_lr.png",
+            caption="../report/speedup_overview_own_lr.rst",
+            category="Overview",
+            labels={"figure": "speedups, each method at its own rate"},
+        ),
+    log:
+        f"{LOGS}/own_lr/speedup_overview.log",
