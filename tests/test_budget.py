@@ -25,9 +25,10 @@ def _composed(method, budget, *extra):
 
 @pytest.mark.parametrize("method, evals_per_task", [
     # gradient evaluations per task and outer step, by hand from each algorithm (quick's
-    # settings: Reptile/LEAP k = 30 Adam steps, (FO)MAML k = 2, hypernet k = 1, batch 4)
+    # settings: Reptile/LEAP k = 30 Adam steps, (FO)MAML k = 2, batch 4; the hypernetwork
+    # with k = 0 takes one first-order query gradient, with k = 1 a second-order one)
     ("reptile", 30), ("leap", 30), ("fomaml", 2 + 1), ("maml", (2 + 1) * C),
-    ("hypernet", (1 + 1) * C), ("pretrain", 1)])
+    ("hypernet", 1), ("pretrain", 1)])
 def test_budget_buys_each_method_its_outer_steps(method, evals_per_task):
     budget = 7200
     ms = _composed(method, budget)
@@ -52,6 +53,9 @@ def test_the_baselines_take_the_tuned_rate_where_it_is_their_setting():
 def test_hypernet_without_inner_steps_is_first_order():
     ms = method_settings("hypernet", inner_steps=0, meta_batch=2)
     assert ms.gradient_evals_per_step(C) == 2  # one query gradient per task, no Jacobian
+    # with an inner step its meta-gradient is second order: (k + 1) × C per task
+    assert _composed("hypernet", 7200, "method.inner_steps=1").outer_steps == math.floor(
+        7200 / (4 * (1 + 1) * C))
 
 
 def test_budget_scale_multiplies_and_the_command_line_wins():

@@ -68,6 +68,19 @@ def test_dry_run_job_counts(tmp_path, experiment, seeds):
     assert _job_counts(r.stdout) == expected
 
 
+def test_compute_experiment_runs_four_methods_at_three_budgets(tmp_path):
+    """`compute`: Reptile, LEAP, MAML and the hypernetwork at ¼×, 1× and 4× the budget; the
+    1× runs are the main ones, so only ¼× and 4× add jobs."""
+    r = _snakemake(tmp_path, "-n", "--cores", "1", "--config", "experiment=compute")
+    assert r.returncode == 0, r.stderr
+    counts = _job_counts(r.stdout)
+    nf, budgeted = len(FAMILIES), 4
+    assert counts["meta_train"] == nf * budgeted  # scratch has no meta-training job
+    assert counts["meta_train_budget"] == counts["adapt_budget"] == nf * budgeted * 2
+    assert counts["adapt"] == nf * (budgeted + 1) and counts["meta_budget"] == 1
+    assert "tune_method_lr" not in counts  # no own-rate table
+
+
 @pytest.mark.parametrize("visible, limit", [("0,1", 'Resource("gpu", 16)'), ("", None)])
 def test_local_gpu_jobs_are_limited_to_the_machines_gpus(tmp_path, visible, limit):
     """profiles/default caps concurrent GPU jobs at 8 per visible GPU (none: no cap)."""
