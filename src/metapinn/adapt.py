@@ -222,7 +222,9 @@ def adapt(params: Params, loss_fn: LossFn, settings: AdaptSettings, *,
         record_log: keep the log (off inside meta-training, where the loop may run under
             ``vmap`` and nothing may leave the graph as a Python number). A logged step
             with a non-finite loss or error stops the run: ``diverged_at`` records it and
-            the remaining logged steps are NaN.
+            the remaining logged steps are NaN. An L-BFGS line search whose step size
+            overflows the dtype (torch raises) makes the parameters NaN, so it is recorded
+            the same way at the next logged step.
         keep_trajectory: store every iterate with its loss and gradient (LEAP), detached.
         lr_scale: per-element step multipliers, a tensor of each parameter's shape (the
             rates Meta-SGD learns); the step of an element is ``lr × coef_lr_factor ×

@@ -193,9 +193,9 @@ def checkpoint_key(rc: RunConfig, ms: MethodSettings, revision: int = 1) -> dict
     and the revision of their meaning (the method class's ``revision``), the run's
     settings that shape meta-training, and the configuration digest."""
     return {"method": dataclasses.asdict(ms), "revision": revision, "pde": rc.pde.name,
-            "hidden": list(rc.hidden),
-            "seed": rc.seed, "dtype": str(rc.dtype), "device": rc.device.type,
-            "n_collocation": rc.n_collocation, "n_boundary": rc.n_boundary,
+            "hidden": list(rc.hidden), "seed": rc.seed, "dtype": str(rc.dtype),
+            "device": rc.device.type, "n_collocation": rc.n_collocation,
+            "n_boundary": rc.n_boundary,
             "weights": dataclasses.asdict(rc.weights), "loss_scale": rc.loss_scale,
             "adapt": dataclasses.asdict(rc.adapt), "tasks": dataclasses.asdict(rc.tasks),
             "digest": rc.digest}
