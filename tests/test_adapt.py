@@ -237,6 +237,32 @@ def test_compiled_step_gives_the_eager_steps(pde):
     assert u_e[-1] < u_e[0]  # the solve moved
 
 
+@pytest.mark.slow
+def test_compiled_lbfgs_gives_the_eager_lbfgs_iterates(monkeypatch):
+    """The L-BFGS phase with ``adapt.compile`` takes loss and gradient from one compiled
+    function; in float64 it follows the eager phase's iterates. Tolerance: the two differ
+    by float64 round-off per evaluation (ε ≈ 2.2e-16), which L-BFGS's curvature pairs
+    amplify over the iterations (measured on this problem after 40 iterations: ≤ 1e-10
+    relative in the parameters); rtol 1e-8 leaves room for other CPUs and is still far
+    below any difference a wrong gradient would make (the loss falls 50× here)."""
+    monkeypatch.setattr("metapinn.adapt.LBFGS_COMPILE_FROM", 1)
+    base = ["pde=burgers", "model.hidden=[16,16]", "pde.n_collocation=300", "dtype=float64",
+            "adapt.steps=10", "adapt.lbfgs_steps=40", "adapt.log_every=10"]
+    runs = {}
+    for flag in ("false", "true"):
+        rc = run_config(compose([*base, f"adapt.compile={flag}"]))
+        task = make_task(rc.pde, 0, TaskSettings(n_obs=100))
+        runs[flag] = solve_task(rc, task, scratch_params(rc, 0))
+    eager, compiled = runs["false"], runs["true"]
+    assert eager.compile_time == 0 < compiled.compile_time
+    assert eager.lbfgs_iterations == compiled.lbfgs_iterations == 40
+    for k in eager.params:
+        assert torch.allclose(eager.params[k], compiled.params[k], rtol=1e-8, atol=1e-10), k
+    loss = [r["loss"] for r in compiled.records]
+    assert loss[-1] < 0.1 * loss[1]  # L-BFGS did work after the 10 Adam steps
+    np.testing.assert_allclose(loss, [r["loss"] for r in eager.records], rtol=1e-8)
+
+
 def test_a_diverging_run_stops_and_keeps_the_step_grid():
     """Case 5 of issue 9: a non-finite loss stops the run at the first logged step that
     shows it; the log keeps every logged step (NaN from there on), so that diverged and

@@ -29,6 +29,10 @@ from .tasks import Task
 
 log = logging.getLogger("metapinn")
 
+# L-BFGS phases of at least this many iterations compile their loss and gradient (with
+# ``adapt.compile``): the compile (a few seconds) pays from about a thousand evaluations
+LBFGS_COMPILE_FROM = 500
+
 LossFn = Callable[[Params], dict[str, torch.Tensor]]
 BatchLossFn = Callable[[Params, TaskData], dict[str, torch.Tensor]]
 
@@ -148,6 +152,47 @@ def _warm_up(compiled, eager, args, like: torch.Tensor):
                     first[0] if first else "")
         return eager, 0.0
     return compiled, _now(like) - t0
+
+
+def _lbfgs_closure(loss_fn: LossFn, names: list[str], cur: list[torch.Tensor],
+                   settings: AdaptSettings, result: AdaptResult) -> Callable[[], torch.Tensor]:
+    """The closure of torch's L-BFGS over the tensors ``cur``: it sets their ``.grad`` and
+    returns the loss. With ``settings.compile`` (and at least :data:`LBFGS_COMPILE_FROM`
+    iterations, where the compile pays) loss and gradient are one ``torch.compile``d
+    function of the tensors (compiled on its first call, timed into
+    ``result.compile_time``); otherwise, or where compiling fails, eager autograd."""
+
+    def eager():
+        for p in cur:
+            p.grad = None
+        loss = loss_fn(dict(zip(names, cur, strict=True)))["total"]
+        loss.backward()
+        return loss
+
+    if not settings.compile or settings.lbfgs_steps < LBFGS_COMPILE_FROM:
+        return eager
+
+    def total(tensors):
+        return loss_fn(dict(zip(names, tensors, strict=True)))["total"]
+
+    value_and_grad = torch.compile(torch.func.grad_and_value(total), fullgraph=True,
+                                   dynamic=False)
+    fn = []  # the compiled function after the first call, or None where compiling failed
+
+    def compiled():
+        if not fn:  # first call: compile (or load from the cache) and time it
+            step, seconds = _warm_up(value_and_grad, None, ([p.detach() for p in cur],),
+                                     cur[0])
+            fn.append(step)
+            result.compile_time += seconds
+        if fn[0] is None:
+            return eager()
+        grads, loss = fn[0]([p.detach() for p in cur])
+        for p, g in zip(cur, grads, strict=True):
+            p.grad = g
+        return loss
+
+    return compiled
 
 
 def _now(like: torch.Tensor) -> float:
@@ -318,12 +363,7 @@ def adapt(params: Params, loss_fn: LossFn, settings: AdaptSettings, *,
         lbfgs = torch.optim.LBFGS(cur, lr=1.0, max_iter=1, history_size=50,
                                   tolerance_grad=0.0, tolerance_change=0.0,
                                   line_search_fn="strong_wolfe")
-
-        def closure():
-            lbfgs.zero_grad(set_to_none=True)
-            loss = loss_fn(as_dict(cur))["total"]
-            loss.backward()
-            return loss
+        closure = _lbfgs_closure(loss_fn, names, cur, settings, result)
 
         marks = [s for s in settings.log_steps() if settings.steps < s < total] + [total]
         step, converged = settings.steps, False
