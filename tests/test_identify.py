@@ -27,7 +27,7 @@ def test_identify_recovers_the_coefficient_of_an_exported_task(tmp_path, capsys)
     assert res.coefficients_run.shape == (1, 1) and res.attrs["dtype"] == "float32"
     assert res.u.dims == ("t", "x") and res.attrs["init"] == "scratch"
     # 200 observations, fewer than the 1,000 collocation points: the residual at both sets
-    assert res.attrs["collocation"] == "both"
+    assert res.attrs["collocation"] == "both" and res.attrs["residual_weight"] == 1.0
     # the initial guess (prior centre, 0.0316) was 37 % off: identification did the work
     assert abs(np.sqrt(0.01 * 0.1) - 0.05) / 0.05 > 0.3
 
@@ -91,6 +91,33 @@ def test_auto_collocation_uses_dense_observations_alone():
     assert auto_collocation(1999, 2000) == "both"
 
 
+def test_residual_weight_is_lowered_for_dense_observations_only(tmp_path):
+    """identify.residual_weight null: 0.1 where the residual is enforced at the observation
+    points alone, the family's weight otherwise; a given weight is used as given. The run
+    records the weight it used, and its loss is the loss of that weight."""
+    from metapinn.identify import residual_weight
+
+    assert residual_weight(None, "observations", 1.0) == 0.1
+    assert residual_weight(None, "both", 2.0) == residual_weight(None, "random", 2.0) == 2.0
+    assert residual_weight(0.5, "observations", 1.0) == 0.5
+    obs = tmp_path / "obs.nc"
+    assert main(["export-observations", "pde=burgers", "pde.n_obs=300", f"out={obs}"]) == 0
+    small = ["identify.steps=1", "identify.lbfgs_steps=0", "identify.seeds=[0]",
+             "model.hidden=[8]", "pde.n_collocation=300", "adapt.compile=false"]
+    losses = {}
+    for given, used in [(None, 0.1), (1.0, 1.0), (4.0, 4.0)]:
+        out = tmp_path / f"id{given}.nc"
+        extra = [] if given is None else [f"identify.residual_weight={given}"]
+        assert main(["identify", "pde=burgers", f"observations={obs}", f"out={out}", *small,
+                     *extra]) == 0
+        res = read_netcdf(out)
+        assert res.attrs["collocation"] == "observations"
+        assert res.attrs["residual_weight"] == used
+        losses[used] = float(res.loss.values[0])
+    # one step from the same start: the loss grows with the residual's weight
+    assert losses[0.1] < losses[1.0] < losses[4.0]
+
+
 def test_spread_and_prior_warnings():
     from metapinn.identify import prior_warnings, spread_warnings
     from metapinn.pdes import get_pde
@@ -107,6 +134,7 @@ def test_spread_and_prior_warnings():
 def test_bad_identify_settings_are_named(tmp_path, capsys):
     for arg, needle in [("identify.seeds=[1,1]", "identify.seeds must be distinct"),
                         ("identify.dtype=float16", "unknown identify.dtype 'float16'"),
-                        ("identify.collocation=grid", "unknown identify.collocation 'grid'")]:
+                        ("identify.collocation=grid", "unknown identify.collocation 'grid'"),
+                        ("identify.residual_weight=0", "identify.residual_weight must be > 0")]:
         assert main(["identify", "pde=burgers", "observations=x.nc", arg]) == 2
         assert needle in capsys.readouterr().err

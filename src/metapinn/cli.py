@@ -286,7 +286,7 @@ def cmd_identify(cfg: DictConfig, rc: RunConfig) -> None:
     rc = identify_run_config(rc, runs)
     ds = identify(rc, cfg.observations, init=cfg.init, out=cfg.out,
                   label=f"identify {rc.pde.name}", seeds=runs.seeds,
-                  collocation=runs.collocation)
+                  collocation=runs.collocation, weight=runs.residual_weight)
     n = len(runs.seeds)
     print(f"{rc.pde.name}: identified from {cfg.observations} ({runs.steps} Adam steps + "
           f"{runs.lbfgs_steps} L-BFGS iterations, {ds.attrs['dtype']}, {n} run(s), "

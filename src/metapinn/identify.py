@@ -108,6 +108,20 @@ def read_observations(path: str | Path, pde: PDEFamily) -> tuple[np.ndarray, np.
     return np.stack(cols, axis=1), u
 
 
+# identify's λ_r where the residual is enforced at the observation points alone (dense
+# data) and ``identify.residual_weight`` is null (IdentifySettings)
+DENSE_RESIDUAL_WEIGHT = 0.1
+
+
+def residual_weight(setting: float | None, collocation: str, family_weight: float) -> float:
+    """The residual weight of identify's runs: ``setting`` where given, else
+    :data:`DENSE_RESIDUAL_WEIGHT` with the residual at the observation points alone, else
+    the family's."""
+    if setting is not None:
+        return setting
+    return DENSE_RESIDUAL_WEIGHT if collocation == "observations" else family_weight
+
+
 def auto_collocation(n_obs: int, n_collocation: int) -> str:
     """Where ``identify`` enforces the residual by default: at the observation points alone
     when they are dense (at least ``n_collocation``), else at them and at random points."""
@@ -117,14 +131,14 @@ def auto_collocation(n_obs: int, n_collocation: int) -> str:
 def identify(rc: RunConfig, observations: str | Path, init: str | Path | None = None,
              out: str | Path | None = None, label: str = "identify",
              seeds: Sequence[int] | None = None,
-             collocation: str = "auto") -> xr.Dataset:
+             collocation: str = "auto", weight: float | None = None) -> xr.Dataset:
     """Adapt from ``init`` (or scratch) to the observations, once per seed (default: the one
     of ``rc``); the median of the identified coefficients over the runs, their spread, and
     the reconstructed u (and field a) of the run with the lowest final loss on the family's
     reference grid. ``collocation``: where the residual is enforced
     (:func:`~metapinn.tasks.task_tensors`); ``auto`` (:func:`auto_collocation`): at the
     observation points when there are at least ``rc.n_collocation`` of them, else at them
-    and at random points."""
+    and at random points. ``weight``: the residual weight (:func:`residual_weight`)."""
     pde = rc.pde
     points, values = read_observations(observations, pde)
     notes = identifiability_warnings(pde, points, values)
@@ -137,6 +151,11 @@ def identify(rc: RunConfig, observations: str | Path, init: str | Path | None = 
         "random": f"{rc.n_collocation} random points",
         "both": f"the {len(values)} observation points and {rc.n_collocation} random "
                 f"points"}[collocation])
+    lam = residual_weight(weight, collocation, rc.weights.residual)
+    if lam != rc.weights.residual:
+        log.info("%s: residual weight %g (pde.weights.residual %g)", label, lam,
+                 rc.weights.residual)
+        rc = replace(rc, weights=replace(rc.weights, residual=lam))
     seeds = [rc.seed] if seeds is None else list(seeds)
     thetas, losses, times, params = [], [], [], []
     for k, seed in enumerate(seeds):
@@ -186,6 +205,7 @@ def identify(rc: RunConfig, observations: str | Path, init: str | Path | None = 
         attrs={"pde": pde.name, "observations": str(observations),
                "init": str(init) if init else "scratch", "steps": rc.adapt.steps,
                "lbfgs_steps": rc.adapt.lbfgs_steps, "collocation": collocation,
+               "residual_weight": rc.weights.residual,
                "dtype": str(rc.dtype).removeprefix("torch."), "best_seed": seeds[best],
                "warnings": " | ".join(notes)},
     )
