@@ -4,8 +4,8 @@ An L-BFGS phase of at least ``metapinn.adapt.LBFGS_COMPILE_FROM`` iterations tak
 loss and gradient from one ``torch.compile``d function when ``adapt.compile`` is on (the
 default). This script runs the same L-BFGS phase both ways, alternating, ``--repeats``
 times each, and prints the median time per iteration (``wall_time`` / iterations made; the
-compile is timed apart), the ratio, the compile time of the first call, and the number of
-iterations from which compiling pays.
+compile runs before the timed iterations and is reported apart), the ratio, the compile
+time of the first call, and the number of iterations from which compiling pays.
 
 Set-ups:
 

@@ -92,14 +92,18 @@ def test_auto_collocation_uses_dense_observations_alone():
 
 
 def test_residual_weight_is_lowered_for_dense_observations_only(tmp_path):
-    """identify.residual_weight null: 0.1 where the residual is enforced at the observation
-    points alone, the family's weight otherwise; a given weight is used as given. The run
+    """identify.residual_weight null: 0.1 × the family's weight where the residual is
+    enforced at the observation points alone, the family's weight otherwise; a given weight
+    is used as given. The run
     records the weight it used, and its loss is the loss of that weight."""
     from metapinn.identify import residual_weight
 
     assert residual_weight(None, "observations", 1.0) == 0.1
+    assert residual_weight(None, "observations", 2.0) == pytest.approx(0.2)  # relative
     assert residual_weight(None, "both", 2.0) == residual_weight(None, "random", 2.0) == 2.0
     assert residual_weight(0.5, "observations", 1.0) == 0.5
+    with pytest.raises(ValueError, match="finite and > 0"):
+        residual_weight(-1.0, "observations", 1.0)
     obs = tmp_path / "obs.nc"
     assert main(["export-observations", "pde=burgers", "pde.n_obs=300", f"out={obs}"]) == 0
     small = ["identify.steps=1", "identify.lbfgs_steps=0", "identify.seeds=[0]",
@@ -135,6 +139,8 @@ def test_bad_identify_settings_are_named(tmp_path, capsys):
     for arg, needle in [("identify.seeds=[1,1]", "identify.seeds must be distinct"),
                         ("identify.dtype=float16", "unknown identify.dtype 'float16'"),
                         ("identify.collocation=grid", "unknown identify.collocation 'grid'"),
-                        ("identify.residual_weight=0", "identify.residual_weight must be > 0")]:
+                        ("identify.residual_weight=0",
+                         "identify.residual_weight must be finite and > 0"),
+                        ("identify.residual_weight=inf", "must be finite and > 0")]:
         assert main(["identify", "pde=burgers", "observations=x.nc", arg]) == 2
         assert needle in capsys.readouterr().err

@@ -159,7 +159,7 @@ def _lbfgs_closure(loss_fn: LossFn, names: list[str], cur: list[torch.Tensor],
     """The closure of torch's L-BFGS over the tensors ``cur``: it sets their ``.grad`` and
     returns the loss. With ``settings.compile`` (and at least :data:`LBFGS_COMPILE_FROM`
     iterations, where the compile pays) loss and gradient are one ``torch.compile``d
-    function of the tensors (compiled on its first call, timed into
+    function of the tensors, compiled here, before the timed iterations (its time goes to
     ``result.compile_time``); otherwise, or where compiling fails, eager autograd."""
 
     def eager():
@@ -175,19 +175,15 @@ def _lbfgs_closure(loss_fn: LossFn, names: list[str], cur: list[torch.Tensor],
     def total(tensors):
         return loss_fn(dict(zip(names, tensors, strict=True)))["total"]
 
-    value_and_grad = torch.compile(torch.func.grad_and_value(total), fullgraph=True,
-                                   dynamic=False)
-    fn = []  # the compiled function after the first call, or None where compiling failed
+    value_and_grad, seconds = _warm_up(
+        torch.compile(torch.func.grad_and_value(total), fullgraph=True, dynamic=False),
+        None, ([p.detach() for p in cur],), cur[0])
+    result.compile_time += seconds
+    if value_and_grad is None:  # compiling failed (warned): eager autograd
+        return eager
 
     def compiled():
-        if not fn:  # first call: compile (or load from the cache) and time it
-            step, seconds = _warm_up(value_and_grad, None, ([p.detach() for p in cur],),
-                                     cur[0])
-            fn.append(step)
-            result.compile_time += seconds
-        if fn[0] is None:
-            return eager()
-        grads, loss = fn[0]([p.detach() for p in cur])
+        grads, loss = value_and_grad([p.detach() for p in cur])
         for p, g in zip(cur, grads, strict=True):
             p.grad = g
         return loss

@@ -289,7 +289,8 @@ def cmd_identify(cfg: DictConfig, rc: RunConfig) -> None:
                   collocation=runs.collocation, weight=runs.residual_weight)
     n = len(runs.seeds)
     print(f"{rc.pde.name}: identified from {cfg.observations} ({runs.steps} Adam steps + "
-          f"{runs.lbfgs_steps} L-BFGS iterations, {ds.attrs['dtype']}, {n} run(s), "
+          f"{runs.lbfgs_steps} L-BFGS iterations, {ds.attrs['dtype']}, residual weight "
+          f"{ds.attrs['residual_weight']:g}, {n} run(s), "
           f"{float(ds['wall_time'].sum()):.0f} s; final loss "
           f"{float(ds['loss'].min()):.3e} at best):")
     for name in rc.pde.coef_names:

@@ -108,18 +108,21 @@ def read_observations(path: str | Path, pde: PDEFamily) -> tuple[np.ndarray, np.
     return np.stack(cols, axis=1), u
 
 
-# identify's λ_r where the residual is enforced at the observation points alone (dense
-# data) and ``identify.residual_weight`` is null (IdentifySettings)
-DENSE_RESIDUAL_WEIGHT = 0.1
+# identify's λ_r relative to ``pde.weights.residual`` where the residual is enforced at the
+# observation points alone (dense data) and ``identify.residual_weight`` is null
+DENSE_RESIDUAL_FACTOR = 0.1
 
 
 def residual_weight(setting: float | None, collocation: str, family_weight: float) -> float:
     """The residual weight of identify's runs: ``setting`` where given, else
-    :data:`DENSE_RESIDUAL_WEIGHT` with the residual at the observation points alone, else
-    the family's."""
+    :data:`DENSE_RESIDUAL_FACTOR` × the family's weight with the residual at the observation
+    points alone, else the family's weight."""
     if setting is not None:
+        if not 0 < setting < float("inf"):
+            raise ValueError(f"the residual weight must be finite and > 0, got {setting}")
         return setting
-    return DENSE_RESIDUAL_WEIGHT if collocation == "observations" else family_weight
+    return (DENSE_RESIDUAL_FACTOR * family_weight if collocation == "observations"
+            else family_weight)
 
 
 def auto_collocation(n_obs: int, n_collocation: int) -> str:
@@ -153,8 +156,8 @@ def identify(rc: RunConfig, observations: str | Path, init: str | Path | None = 
                 f"points"}[collocation])
     lam = residual_weight(weight, collocation, rc.weights.residual)
     if lam != rc.weights.residual:
-        log.info("%s: residual weight %g (pde.weights.residual %g)", label, lam,
-                 rc.weights.residual)
+        log.info("%s: residual weight %g (pde.weights.residual %g; set "
+                 "identify.residual_weight to choose it)", label, lam, rc.weights.residual)
         rc = replace(rc, weights=replace(rc.weights, residual=lam))
     seeds = [rc.seed] if seeds is None else list(seeds)
     thetas, losses, times, params = [], [], [], []

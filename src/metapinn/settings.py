@@ -62,7 +62,8 @@ class AdaptSettings:
             Inductor cache (about a minute cold). It pays from about a thousand steps per
             process; ``false`` keeps the eager step (the ``tiny`` test experiment does).
             An L-BFGS phase of at least 500 iterations (``lbfgs_steps``) compiles its loss
-            and gradient the same way (1.5× faster per iteration on the Burgers shock case).
+            and gradient the same way (0.71× the eager time per iteration on the Burgers
+            shock case, ``benchmarks/lbfgs_time.py``).
         batch: adapt the tasks of an ``adapt-tasks`` job, or the (learning rate × task)
             grid of ``tune-lr``, together as one ``torch.func.vmap`` program
             (:func:`metapinn.adapt.adapt_batch`); each task keeps its own learning rate,
@@ -251,10 +252,11 @@ class IdentifySettings:
             resolves bias a viscosity upwards (measured on the Burgers shock case:
             docs/results.md); few observation points alone constrain the physics too little.
         residual_weight: λ_r of the runs, replacing ``pde.weights.residual``. ``null`` (the
-            default): 0.1 when the residual is enforced at the observation points alone
-            (dense data), else the family's ``pde.weights.residual``. With dense noisy data
-            a residual weight of 1 pulls a viscosity towards smoothing the data (the Burgers
-            shock case: chosen on two noise draws, reported on a third, docs/results.md).
+            default): 0.1 × ``pde.weights.residual`` when the residual is enforced at the
+            observation points alone (dense data), else ``pde.weights.residual``. With dense
+            noisy data the family's weight pulled a viscosity towards smoothing the data
+            (the Burgers shock case, the only family where this was measured: explored on
+            one noise draw, checked on two others; docs/results.md).
     """
 
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
@@ -272,9 +274,9 @@ class IdentifySettings:
             raise ValueError(f"identify.seeds must be distinct seeds ≥ 0, got "
                              f"{list(self.seeds)}")
         _at_least("identify", 0, steps=self.steps, lbfgs_steps=self.lbfgs_steps)
-        if self.residual_weight is not None and not self.residual_weight > 0:
-            raise ValueError(f"identify.residual_weight must be > 0 (or null), got "
-                             f"{self.residual_weight}")
+        if self.residual_weight is not None and not 0 < self.residual_weight < math.inf:
+            raise ValueError(f"identify.residual_weight must be finite and > 0 (or null), "
+                             f"got {self.residual_weight}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"unknown identify.dtype {self.dtype!r}; valid choices: "
                              f"float32, float64")
