@@ -155,10 +155,9 @@ def _warm_up(compiled, eager, args, like: torch.Tensor):
 
 
 def _lbfgs_closure(loss_fn: LossFn, names: list[str], cur: list[torch.Tensor],
-                   settings: AdaptSettings, result: AdaptResult) -> Callable[[], torch.Tensor]:
+                   compile_: bool, result: AdaptResult) -> Callable[[], torch.Tensor]:
     """The closure of torch's L-BFGS over the tensors ``cur``: it sets their ``.grad`` and
-    returns the loss. With ``settings.compile`` (and at least :data:`LBFGS_COMPILE_FROM`
-    iterations, where the compile pays) loss and gradient are one ``torch.compile``d
+    returns the loss. With ``compile_`` loss and gradient are one ``torch.compile``d
     function of the tensors, compiled here, before the timed iterations (its time goes to
     ``result.compile_time``); otherwise, or where compiling fails, eager autograd."""
 
@@ -169,7 +168,7 @@ def _lbfgs_closure(loss_fn: LossFn, names: list[str], cur: list[torch.Tensor],
         loss.backward()
         return loss
 
-    if not settings.compile or settings.lbfgs_steps < LBFGS_COMPILE_FROM:
+    if not compile_:
         return eager
 
     def total(tensors):
@@ -359,7 +358,12 @@ def adapt(params: Params, loss_fn: LossFn, settings: AdaptSettings, *,
         lbfgs = torch.optim.LBFGS(cur, lr=1.0, max_iter=1, history_size=50,
                                   tolerance_grad=0.0, tolerance_change=0.0,
                                   line_search_fn="strong_wolfe")
-        closure = _lbfgs_closure(loss_fn, names, cur, settings, result)
+        # compiled where it pays for its compile, and not again where the first-order step
+        # just failed to compile (the same loss: it would fail and warn twice)
+        first_order_failed = settings.compile and settings.steps and fused is None
+        closure = _lbfgs_closure(loss_fn, names, cur, settings.compile
+                                 and settings.lbfgs_steps >= LBFGS_COMPILE_FROM
+                                 and not first_order_failed, result)
 
         marks = [s for s in settings.log_steps() if settings.steps < s < total] + [total]
         step, converged = settings.steps, False
