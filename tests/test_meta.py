@@ -1,5 +1,7 @@
 """Meta-gradients against finite differences and their defining formulas (float64)."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 from torch.func import grad
@@ -7,8 +9,9 @@ from torch.func import grad
 from metapinn.adapt import AdaptSettings, adapt
 from metapinn.config import compose, run_config
 from metapinn.meta import METHODS, get_method, method_settings
-from metapinn.meta.base import Context, meta_task
+from metapinn.meta.base import COMPILE_INNER_FROM, Context, compiles_inner, meta_task
 from metapinn.meta.hypernet import hyper_initialisation
+from metapinn.meta.imaml import proximal_solve, proximal_strength
 from metapinn.meta.leap import leap_increments, leap_task_grad
 from metapinn.meta.maml import maml_task_grad
 from metapinn.meta.reptile import reptile_task_grad
@@ -151,6 +154,81 @@ def test_vmap_meta_gradient_equals_the_per_task_loop(setup, name, kw):
     assert torch.allclose(l_loop, l_vmap, rtol=1e-12)
     for n in meta:
         assert torch.allclose(g_loop[n], g_vmap[n], rtol=1e-9, atol=1e-13), n
+
+
+@pytest.mark.parametrize("name", ["reptile", "leap", "pretrain"])
+def test_compiled_graph_free_steps_give_the_eager_meta_gradients(setup, monkeypatch, caplog,
+                                                                  name):
+    """Reptile's and LEAP's inner runs and pretraining's joint gradient as compiled steps
+    (``compile_inner``) give the eager meta-gradient (Reptile's eager reference: vmapped
+    over the batch) to float64 round-off: the same arithmetic, fused. 1e-9 relative leaves
+    room for the few inner steps' round-off; an error in the update, the gradients LEAP
+    keeps or pretraining's coefficient rows shows up at order one."""
+    rc, tasks = setup
+    kw = dict(inner_steps=4, inner_lr=0.01, inner_optimizer="adam")
+    eager = _ctx(rc, tasks[:2], name, **kw)
+    method = get_method(name)
+    meta = {k: v.detach() for k, v in method.init_meta(eager).items()}
+    if name == "pretrain":  # distinct coefficient rows, so that a wrong row would show
+        meta["coef_tasks"] = meta["coef_tasks"] + torch.tensor([[0.0], [0.3]], dtype=rc.dtype)
+    compiled = []
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda *a, **k: compiled.append(1) or
+                        real_compile(*a, **k))
+    g_e, l_e = method.meta_grad(meta, tasks[:2], eager)
+    assert not compiled
+    g_c, l_c = method.meta_grad(meta, tasks[:2], replace(eager, compile_inner=True))
+    assert compiled and "torch.compile failed" not in caplog.text  # the compiled path ran
+    assert torch.allclose(l_c, l_e, rtol=1e-9)
+    for n in meta:
+        assert torch.allclose(g_c[n], g_e[n], rtol=1e-9, atol=1e-12 * g_e[n].abs().max()), n
+        assert g_e[n].abs().max() > 0, n
+
+
+def test_compiled_proximal_solve_gives_the_eager_one(setup, monkeypatch):
+    """iMAML's inner run (Adam on the loss plus λ/2‖φ − θ‖²) compiled gives the eager φ to
+    float64 round-off. (Its meta-gradient is not compared: the unconverged CG solve of
+    (I + H/λ) x = g moved by 1e-5 relative when φ moved by 1e-15, with or without the
+    compile, so it cannot tell a compile error from round-off.)"""
+    rc, tasks = setup
+    ctx = _ctx(rc, tasks, "imaml", inner_steps=6, inner_lr=0.01, inner_optimizer="adam")
+    theta = {k: v.detach() for k, v in get_method("imaml").init_meta(ctx).items()}
+    lam = proximal_strength(ctx)
+    compiled = []
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda *a, **k: compiled.append(1) or
+                        real_compile(*a, **k))
+
+    def solve(c):
+        return proximal_solve(lambda p: c.parts(p, tasks[0].support), theta, lam,
+                              c.inner_settings)
+
+    eager, fused = solve(ctx), solve(replace(ctx, compile_inner=True))
+    assert len(compiled) == 1
+    for n in theta:
+        assert torch.allclose(fused[n], eager[n], rtol=1e-10, atol=1e-14), n
+        assert not torch.equal(eager[n], theta[n]), n  # the solve moved every tensor
+
+
+def test_compiled_inner_steps_where_they_pay():
+    """A job compiles its graph-free steps from COMPILE_INNER_FROM gradient evaluations
+    (outer steps × evaluations per step), never with adapt.compile=false; Reptile then
+    runs its tasks one after another on a CPU instead of vmapping the eager loop."""
+    rc = run_config(compose(SMALL))
+    off = run_config(compose(SMALL + ["adapt.compile=false"]))
+    per_step = 4 * 5  # meta_batch × inner_steps
+    enough = method_settings("reptile", outer_steps=-(-COMPILE_INNER_FROM // per_step))
+    short = method_settings("reptile", outer_steps=COMPILE_INNER_FROM // per_step - 1)
+    assert compiles_inner(rc, enough) and not compiles_inner(rc, short)
+    assert not compiles_inner(off, enough)
+    # pretraining spends one evaluation per task and outer step
+    assert compiles_inner(rc, method_settings("pretrain", outer_steps=COMPILE_INNER_FROM // 4))
+    assert not compiles_inner(rc, method_settings("pretrain",
+                                                  outer_steps=COMPILE_INNER_FROM // 4 - 1))
+    assert not Context(rc, enough, 0, compile_inner=True).vmap_graph_free
+    assert Context(rc, enough, 0, compile_inner=False).vmap_graph_free
+    assert Context(rc, enough, 0, compile_inner=True).inner_settings.compile
+    assert not Context(rc, enough, 0).inner_settings.compile
 
 
 def test_every_hypernetwork_parameter_gets_a_gradient(setup):

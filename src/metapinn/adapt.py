@@ -99,11 +99,13 @@ class Optimizer:
         return params, (t, m, v)
 
 
-def train_step(loss_fn: BatchLossFn, opt: Optimizer, names: list[str], factors: list[float]):
+def train_step(loss_fn: BatchLossFn, opt: Optimizer, names: list[str], factors: list[float],
+               with_grads: bool = False):
     """Loss, gradient and optimiser update of one step as a pure function of tensors:
     ``(tensors, moments, step, c2, data) -> (tensors, moments, parts)``, with ``step`` and
     ``c2`` (0-d tensors) from :meth:`Optimizer.scalars`, so that the schedule triggers no
-    recompilation when it is compiled, and ``loss_fn(params, data)``."""
+    recompilation when it is compiled, and ``loss_fn(params, data)``. ``with_grads``
+    appends the gradient at the step's input tensors (what LEAP's trajectory keeps)."""
 
     def total_and_parts(tensors, data):
         parts = loss_fn(dict(zip(names, tensors, strict=True)), data)
@@ -113,17 +115,18 @@ def train_step(loss_fn: BatchLossFn, opt: Optimizer, names: list[str], factors: 
 
     def step(tensors, moments, step_size, c2, data):
         grads, parts = grad_fn(tensors, data)
-        tensors, moments = opt.apply(tensors, grads, moments, step_size, c2, factors)
-        return tensors, moments, parts
+        new, moments = opt.apply(tensors, grads, moments, step_size, c2, factors)
+        return (new, moments, parts, grads) if with_grads else (new, moments, parts)
 
     return step
 
 
-def compiled_step(loss_fn: LossFn, opt: Optimizer, names: list[str], factors: list[float]):
+def compiled_step(loss_fn: LossFn, opt: Optimizer, names: list[str], factors: list[float],
+                  with_grads: bool = False):
     """:func:`train_step` of one task as ONE ``torch.compile``d function (Inductor fuses
     the element-wise work of loss, gradient and update): ``(tensors, moments, step, c2) ->
-    (tensors, moments, parts)``."""
-    step = train_step(lambda p, _: loss_fn(p), opt, names, factors)
+    (tensors, moments, parts)``, and the gradients with ``with_grads``."""
+    step = train_step(lambda p, _: loss_fn(p), opt, names, factors, with_grads)
     return torch.compile(lambda tensors, moments, size, c2: step(tensors, moments, size, c2,
                                                                  None),
                          fullgraph=True, dynamic=False)
@@ -312,10 +315,10 @@ def adapt(params: Params, loss_fn: LossFn, settings: AdaptSettings, *,
     func_grad = torch.func.grad(total_and_parts, has_aux=True)
     eager_loss = loss_fn
     # the compiled step: loss, gradient and update in one graph (not with a graph kept
-    # through the updates, nor where every gradient is stored for LEAP)
+    # through the updates); it hands out the gradients too where LEAP keeps them
     fused = None
-    if settings.compile and settings.steps and not differentiable and not keep_trajectory:
-        fused = compiled_step(loss_fn, opt, names, factors)
+    if settings.compile and settings.steps and not differentiable:
+        fused = compiled_step(loss_fn, opt, names, factors, with_grads=keep_trajectory)
         moments = state[1:] if opt.name == "adam" else ()
         scalar = partial(torch.tensor, dtype=cur[0].dtype, device=cur[0].device)
         fused, result.compile_time = _warm_up(  # compile before timing
@@ -325,7 +328,8 @@ def adapt(params: Params, loss_fn: LossFn, settings: AdaptSettings, *,
         prev = cur
         if fused is not None:
             size, c2 = opt.scalars(step + 1, settings.lr_at(step))
-            cur, moments, parts = fused(cur, moments, scalar(size), scalar(c2))
+            cur, moments, parts, *grads = fused(cur, moments, scalar(size), scalar(c2))
+            grads = grads[0] if grads else None
         elif differentiable:
             g, parts = func_grad(as_dict(cur))
             lr = [settings.lr_at(step) * f for f in factors]

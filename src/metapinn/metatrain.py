@@ -20,7 +20,7 @@ import xarray as xr
 
 from .errors import ConfigError
 from .meta import get_method
-from .meta.base import Context, meta_task
+from .meta.base import Context, compiles_inner, meta_task
 from .ncio import atomic_write, write_netcdf
 from .nets import Params
 from .runconfig import RunConfig
@@ -49,7 +49,8 @@ def build_context(rc: RunConfig, ms: MethodSettings, tasks_file: str | Path) -> 
                          f"training tasks of {tasks_file}")
     return Context(rc, ms, rc.seed,
                    [meta_task(rc, task_from_dataset(ds, i), rc.seed) for i in train],
-                   [meta_task(rc, task_from_dataset(ds, i), rc.seed) for i in val])
+                   [meta_task(rc, task_from_dataset(ds, i), rc.seed) for i in val],
+                   compile_inner=compiles_inner(rc, ms))
 
 
 def validation_loss(method, meta: Params, ctx: Context) -> float:

@@ -41,6 +41,11 @@ from . import get_method, method_settings
 
 STREAM_QUERY = 2  # collocation points of the query loss (independent of the support's)
 STREAM_OBS_SPLIT = 3  # which observations go to support and which to query
+# gradient evaluations of a meta-training job from which its graph-free steps are compiled:
+# enough to repay even a compile from a cold cache (benchmarks/meta_compile.py, quick's
+# size, one thread: the first compiled call takes 4–15 s cold and under 4 s warm, and is
+# repaid after about 3,300–6,600 evaluations cold, 250–1,400 warm)
+COMPILE_INNER_FROM = 10_000
 
 
 @dataclass
@@ -62,6 +67,9 @@ class Context:
     seed: int
     train: list[MetaTask] = field(default_factory=list)
     val: list[MetaTask] = field(default_factory=list)
+    # inner runs without a graph (Reptile's, LEAP's, validation) use the compiled step
+    # (see :func:`compiles_inner`); differentiable inner runs never do
+    compile_inner: bool = False
 
     def loss(self, params: Params, data: TaskData) -> torch.Tensor:
         return loss_parts(params, data, self.rc.pde, self.rc.weights)["total"]
@@ -73,10 +81,17 @@ class Context:
     def inner_settings(self) -> AdaptSettings:
         """The inner loop of meta-training. Plain SGD steps are not scale-invariant, so
         their learning rate is divided by the family's loss scale (``pde.loss_scale``)."""
-        inner = self.ms.inner
+        inner = replace(self.ms.inner, compile=self.compile_inner)
         if inner.optimizer == "sgd" and self.rc.loss_scale != 1.0:
             inner = replace(inner, lr=inner.lr / self.rc.loss_scale)
         return inner
+
+    @property
+    def vmap_graph_free(self) -> bool:
+        """Whether a method whose inner runs carry no graph (Reptile) vmaps its meta-batch:
+        ``method.vmap``, except on a CPU with the compiled inner step, where the tasks'
+        compiled runs one after another are faster than one eager vmap program."""
+        return self.ms.vmap and not (self.compile_inner and self.rc.device.type == "cpu")
 
     def inner_adapt(self, params: Params, data: TaskData, functional: bool = True,
                     settings: AdaptSettings | None = None,
@@ -85,6 +100,17 @@ class Context:
         ``lr_scale``: per-element step multipliers, see :func:`metapinn.adapt.adapt`)."""
         return adapt(params, lambda p: self.parts(p, data), settings or self.inner_settings,
                      differentiable=functional, record_log=False, lr_scale=lr_scale).params
+
+
+def compiles_inner(rc: RunConfig, ms: MethodSettings) -> bool:
+    """``Context.compile_inner`` for a meta-training job: ``adapt.compile`` is on and the
+    job's outer loop spends at least :data:`COMPILE_INNER_FROM` task-loss gradient
+    evaluations (``outer_steps`` × the settings' ``gradient_evals_per_step``), enough to pay
+    for the compile. What compiles is what runs without a graph through it: Reptile's and
+    LEAP's inner runs, pretraining's joint gradient, the validation runs; a differentiable
+    inner loop (MAML, Meta-SGD) stays eager."""
+    per_step = ms.gradient_evals_per_step(1.0) or 0.0
+    return bool(rc.adapt.compile and ms.outer_steps * per_step >= COMPILE_INNER_FROM)
 
 
 def meta_task(rc: RunConfig, task: Task, seed: int) -> MetaTask:

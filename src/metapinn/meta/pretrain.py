@@ -12,6 +12,14 @@ from .base import Context, MetaTask
 from .settings import PretrainSettings
 
 
+def joint_loss(meta: Params, data: list[TaskData], rows: torch.Tensor, loss) -> torch.Tensor:
+    """The mean over the batch of each task's loss (``loss(params, data)``) with the shared
+    network and the task's own coefficient row ``meta["coef_tasks"][rows[i]]``."""
+    net = {k: v for k, v in meta.items() if k != "coef_tasks"}
+    coefs = meta["coef_tasks"][rows]
+    return torch.stack([loss(dict(net, coef=coefs[i]), d) for i, d in enumerate(data)]).mean()
+
+
 class Pretrain:
     name = "pretrain"
     trainable = True
@@ -24,15 +32,12 @@ class Pretrain:
 
     def meta_grad(self, meta: Params, batch: list[MetaTask], ctx: Context):
         rows = {mt.task.index: r for r, mt in enumerate(ctx.train)}
-
-        def joint_loss(m):
-            net = {k: v for k, v in m.items() if k != "coef_tasks"}
-            losses = [ctx.loss(dict(net, coef=m["coef_tasks"][rows[mt.task.index]]), mt.full)
-                      for mt in batch]
-            return torch.stack(losses).mean()
-
-        g, loss = torch.func.grad_and_value(joint_loss)(meta)
-        return g, loss
+        index = torch.tensor([rows[mt.task.index] for mt in batch], device=ctx.rc.device)
+        grad_fn = torch.func.grad_and_value(joint_loss)
+        if ctx.compile_inner:  # one graph per job: the batch's rows are a tensor, not ints
+            grad_fn = torch.compile(grad_fn, fullgraph=True, dynamic=False)
+        return grad_fn({k: v.detach() for k, v in meta.items()}, [mt.full for mt in batch],
+                       index, ctx.loss)
 
     def initialisation(self, meta: Params, data: TaskData, ctx: Context) -> Params:
         params = {k: v.detach().clone() for k, v in meta.items() if k != "coef_tasks"}

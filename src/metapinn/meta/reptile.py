@@ -14,9 +14,13 @@ from .base import Context, InitialisationMethod, MetaTask, batch_mean_grad
 from .settings import ReptileSettings
 
 
-def reptile_task_grad(ctx: Context, phi: Params, support: TaskData, query: TaskData):
-    """(φ − φ_after_k_steps)/α on the task's support loss, and the query loss there."""
-    adapted = ctx.inner_adapt({k: v.detach() for k, v in phi.items()}, support)
+def reptile_task_grad(ctx: Context, phi: Params, support: TaskData, query: TaskData,
+                      functional: bool = True):
+    """(φ − φ_after_k_steps)/α on the task's support loss, and the query loss there.
+    ``functional``: the inner run as ``torch.func`` code, as under ``vmap``; otherwise a
+    plain run (the compiled step where ``ctx.compile_inner``). Nothing flows through it
+    either way."""
+    adapted = ctx.inner_adapt({k: v.detach() for k, v in phi.items()}, support, functional)
     alpha = ctx.inner_settings.lr
     g = {k: (phi[k] - adapted[k]).detach() / alpha for k in phi}
     return g, ctx.loss(adapted, query).detach()
@@ -27,5 +31,6 @@ class Reptile(InitialisationMethod):
     settings = ReptileSettings
 
     def meta_grad(self, meta: Params, batch: list[MetaTask], ctx: Context):
-        return batch_mean_grad(lambda p, s, q: reptile_task_grad(ctx, p, s, q), meta, batch,
-                               ctx.ms.vmap)
+        use_vmap = ctx.vmap_graph_free
+        return batch_mean_grad(lambda p, s, q: reptile_task_grad(ctx, p, s, q, use_vmap), meta,
+                               batch, use_vmap)
