@@ -42,10 +42,11 @@ from . import get_method, method_settings
 STREAM_QUERY = 2  # collocation points of the query loss (independent of the support's)
 STREAM_OBS_SPLIT = 3  # which observations go to support and which to query
 # gradient evaluations of a meta-training job from which its graph-free steps are compiled:
-# enough to repay even a compile from a cold cache (benchmarks/meta_compile.py, quick's
-# size, one thread: the first compiled call takes 4–15 s cold and under 4 s warm, and is
-# repaid after about 3,300–6,600 evaluations cold, 250–1,400 warm)
-COMPILE_INNER_FROM = 10_000
+# enough to repay the compile even from a cold cache (measured at quick's network size, one
+# thread, Burgers, whole jobs of 12,000 evaluations eager / compiled cold / compiled warm:
+# Reptile 40 / 30 / 18 s, LEAP 32 / 39 / 24 s, pretraining 49 / 45 / 33 s; at paper's size
+# a step saves 2-4x more, benchmarks/meta_compile.py)
+COMPILE_INNER_FROM = 20_000
 
 
 @dataclass
