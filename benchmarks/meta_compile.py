@@ -1,7 +1,8 @@
 """Meta-training's graph-free steps, eager against compiled, side by side.
 
-Reptile's and LEAP's inner runs and pretraining's joint gradient carry no graph into the
-outer gradient, so each of their steps can be one ``torch.compile``d function, as the
+Reptile's and LEAP's inner runs, pretraining's joint gradient and the hypernetwork's
+(without inner steps) carry no graph through an inner loop, so each of their steps can be
+one ``torch.compile``d function, as the
 evaluation's steps are (``Context.compile_inner``; a job turns it on from
 ``metapinn.meta.base.COMPILE_INNER_FROM`` gradient evaluations). This script measures what
 that gives per outer step and what it costs to compile, to set that threshold.
@@ -11,7 +12,8 @@ Setup
     ``quick``'s 32×3 network on 1,000 points, or ``paper``'s 50×4; its ``method_overrides``),
     one meta-batch of that experiment's size drawn from tasks 0..B-1 of ``pde=burgers``,
     float32, CPU. ``meta_grad`` of the method is timed with the compiled steps off (the
-    eager reference: Reptile vmapped over the batch, as ``method.vmap`` has it) and on (the
+    eager reference: Reptile and the hypernetwork vmapped over the batch, as ``method.vmap``
+    has it) and on (the
     tasks one after another, each step compiled), alternating, median of ``--repeats`` after
     a warm-up. The first compiled call is timed apart: with the Inductor cache of
     ``TORCHINDUCTOR_CACHE_DIR`` (point it at an empty folder for a cold compile).
@@ -22,7 +24,7 @@ compiled job has caught up (first call ÷ saving per evaluation). The compiled a
 meta-gradients are compared (relative max difference, float32 round-off expected).
 
 Usage: python benchmarks/meta_compile.py [--experiment quick|paper] [--methods reptile leap
-           pretrain] [--repeats 5] [--threads 1]
+           pretrain hypernet] [--repeats 5] [--threads 1]
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ def measure(experiment: str, name: str, repeats: int) -> dict:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--experiment", default="quick")
-    ap.add_argument("--methods", nargs="+", default=["reptile", "leap", "pretrain"])
+    ap.add_argument("--methods", nargs="+", default=["reptile", "leap", "pretrain", "hypernet"])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)

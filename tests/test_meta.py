@@ -156,16 +156,18 @@ def test_vmap_meta_gradient_equals_the_per_task_loop(setup, name, kw):
         assert torch.allclose(g_loop[n], g_vmap[n], rtol=1e-9, atol=1e-13), n
 
 
-@pytest.mark.parametrize("name", ["reptile", "leap", "pretrain"])
+@pytest.mark.parametrize("name", ["reptile", "leap", "pretrain", "hypernet"])
 def test_compiled_graph_free_steps_give_the_eager_meta_gradients(setup, monkeypatch, caplog,
                                                                   name):
-    """Reptile's and LEAP's inner runs and pretraining's joint gradient as compiled steps
-    (``compile_inner``) give the eager meta-gradient (Reptile's eager reference: vmapped
-    over the batch) to float64 round-off: the same arithmetic, fused. 1e-9 relative leaves
-    room for the few inner steps' round-off; an error in the update, the gradients LEAP
-    keeps or pretraining's coefficient rows shows up at order one."""
+    """Reptile's and LEAP's inner runs, pretraining's joint gradient and the hypernetwork's
+    (without inner steps) as compiled functions (``compile_inner``) give the eager
+    meta-gradient (Reptile's and the hypernetwork's eager reference: vmapped over the
+    batch) to float64 round-off: the same arithmetic, fused. 1e-9 relative leaves room for
+    the few inner steps' round-off; an error in the update, the gradients LEAP keeps or
+    pretraining's coefficient rows shows up at order one."""
     rc, tasks = setup
-    kw = dict(inner_steps=4, inner_lr=0.01, inner_optimizer="adam")
+    kw = dict(inner_steps=0 if name == "hypernet" else 4, inner_lr=0.01,
+              inner_optimizer="adam")
     eager = _ctx(rc, tasks[:2], name, **kw)
     method = get_method(name)
     meta = {k: v.detach() for k, v in method.init_meta(eager).items()}

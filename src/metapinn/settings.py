@@ -65,8 +65,9 @@ class AdaptSettings:
             and gradient the same way (0.71× the eager time per iteration on the Burgers
             shock case, ``benchmarks/lbfgs_time.py``). A meta-training job of at least
             ``metapinn.meta.base.COMPILE_INNER_FROM`` (20,000) gradient evaluations compiles
-            its graph-free steps too: Reptile's and LEAP's inner runs, pretraining's joint
-            gradient and the validation runs (``benchmarks/meta_compile.py``).
+            its graph-free steps too: Reptile's and LEAP's inner runs, pretraining's and
+            the hypernetwork's gradients, iMAML's proximal solve and the validation runs
+            (``benchmarks/meta_compile.py``).
         batch: adapt the tasks of an ``adapt-tasks`` job, or the (learning rate × task)
             grid of ``tune-lr``, together as one ``torch.func.vmap`` program
             (:func:`metapinn.adapt.adapt_batch`); each task keeps its own learning rate,
@@ -435,7 +436,8 @@ class MethodSettings:
         inner_lr: inner learning rate α.
         inner_optimizer: ``sgd`` or ``adam`` (MAML's exact gradient assumes ``sgd``).
         vmap: batch the meta-batch's tasks with ``torch.func.vmap`` (else a per-task loop).
-            Reptile runs a per-task loop on a CPU where the job compiles its inner steps
+            Reptile and the hypernetwork (without inner steps) run a per-task loop on a CPU
+            where the job compiles its graph-free steps
             (``metapinn.meta.base.compiles_inner``): the compiled runs are faster there.
         val_every: validation interval (post-adaptation loss on ``val`` tasks).
         checkpoint_every: checkpoint interval in outer steps.

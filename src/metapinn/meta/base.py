@@ -89,7 +89,8 @@ class Context:
 
     @property
     def vmap_graph_free(self) -> bool:
-        """Whether a method whose inner runs carry no graph (Reptile) vmaps its meta-batch:
+        """Whether a method whose task gradients carry no graph through an inner loop
+        (Reptile, the hypernetwork without inner steps) vmaps its meta-batch:
         ``method.vmap``, except on a CPU with the compiled inner step, where the tasks'
         compiled runs one after another are faster than one eager vmap program."""
         return self.ms.vmap and not (self.compile_inner and self.rc.device.type == "cpu")
@@ -108,8 +109,9 @@ def compiles_inner(rc: RunConfig, ms: MethodSettings) -> bool:
     job's outer loop spends at least :data:`COMPILE_INNER_FROM` task-loss gradient
     evaluations (``outer_steps`` × the settings' ``gradient_evals_per_step``), enough to pay
     for the compile. What compiles is what runs without a graph through it: Reptile's and
-    LEAP's inner runs, pretraining's joint gradient, the validation runs; a differentiable
-    inner loop (MAML, Meta-SGD) stays eager."""
+    LEAP's inner runs, pretraining's joint gradient, the hypernetwork's without inner
+    steps, iMAML's proximal solve, the validation runs; a differentiable inner loop (MAML,
+    Meta-SGD) stays eager."""
     per_step = ms.gradient_evals_per_step(1.0) or 0.0
     return bool(rc.adapt.compile and ms.outer_steps * per_step >= COMPILE_INNER_FROM)
 

@@ -106,6 +106,17 @@ class HyperNet:
             g, loss = torch.func.grad_and_value(objective)(m)
             return g, loss
 
+        if ctx.compile_inner and ctx.ms.inner_steps == 0 and not ctx.vmap_graph_free:
+            # without inner steps the query loss is taken at the initialisation itself and
+            # the gradient is first order: on a CPU each task's is one compiled function,
+            # one task after another (on CUDA the eager vmap batches)
+            def direct(m, support, query):
+                return torch.func.grad_and_value(
+                    lambda mm: ctx.loss(hyper_initialisation(mm, support, ctx), query))(m)
+
+            compiled = torch.compile(direct, fullgraph=True, dynamic=False)
+            return batch_mean_grad(compiled, {k: v.detach() for k, v in meta.items()}, batch,
+                                   use_vmap=False)
         return batch_mean_grad(task_grad, meta, batch, ctx.ms.vmap)
 
     def initialisation(self, meta: Params, data: TaskData, ctx: Context) -> Params:
