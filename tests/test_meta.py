@@ -15,9 +15,11 @@ from metapinn.meta.imaml import proximal_solve, proximal_strength
 from metapinn.meta.leap import leap_increments, leap_task_grad
 from metapinn.meta.maml import maml_task_grad
 from metapinn.meta.reptile import reptile_task_grad
+from metapinn.metatrain import build_context
+from metapinn.ncio import write_netcdf
 from metapinn.nets import scratch_params
 from metapinn.settings import MethodSettings
-from metapinn.tasks import TaskSettings, make_task
+from metapinn.tasks import TaskSettings, generate_tasks, make_task, tasks_to_dataset
 from metapinn.taylor import taylor_errors
 
 SMALL = ["model.hidden=[8,8]", "pde.n_collocation=64", "pde.n_boundary=16", "pde.n_obs=20",
@@ -156,6 +158,24 @@ def test_vmap_meta_gradient_equals_the_per_task_loop(setup, name, kw):
         assert torch.allclose(g_loop[n], g_vmap[n], rtol=1e-9, atol=1e-13), n
 
 
+def _spy_compile(monkeypatch, fail: bool = False) -> list:
+    """Count torch.compile calls; with ``fail`` the compiled function raises as a
+    machine without a working compiler would."""
+    calls, real = [], torch.compile
+
+    def spy(fn, *a, **k):
+        calls.append(fn)
+        if not fail:
+            return real(fn, *a, **k)
+
+        def broken(*args, **kwargs):
+            raise RuntimeError("InvalidCxxCompiler: no working C++ compiler found")
+        return broken
+
+    monkeypatch.setattr(torch, "compile", spy)
+    return calls
+
+
 @pytest.mark.parametrize("name", ["reptile", "leap", "pretrain", "hypernet"])
 def test_compiled_graph_free_steps_give_the_eager_meta_gradients(setup, monkeypatch, caplog,
                                                                   name):
@@ -168,26 +188,35 @@ def test_compiled_graph_free_steps_give_the_eager_meta_gradients(setup, monkeypa
     rc, tasks = setup
     kw = dict(inner_steps=0 if name == "hypernet" else 4, inner_lr=0.01,
               inner_optimizer="adam")
-    eager = _ctx(rc, tasks[:2], name, **kw)
+    batch = [tasks[2], tasks[0]]  # out of training order: the rows must follow the tasks
+    eager = _ctx(rc, tasks, name, **kw)
     method = get_method(name)
     meta = {k: v.detach() for k, v in method.init_meta(eager).items()}
     if name == "pretrain":  # distinct coefficient rows, so that a wrong row would show
-        meta["coef_tasks"] = meta["coef_tasks"] + torch.tensor([[0.0], [0.3]], dtype=rc.dtype)
-    compiled = []
-    real_compile = torch.compile
-    monkeypatch.setattr(torch, "compile", lambda *a, **k: compiled.append(1) or
-                        real_compile(*a, **k))
-    g_e, l_e = method.meta_grad(meta, tasks[:2], eager)
+        meta["coef_tasks"] = meta["coef_tasks"] + torch.tensor([[0.0], [0.3], [-0.2]],
+                                                               dtype=rc.dtype)
+    compiled = _spy_compile(monkeypatch)
+    g_e, l_e = method.meta_grad(meta, batch, eager)
     assert not compiled
-    g_c, l_c = method.meta_grad(meta, tasks[:2], replace(eager, compile_inner=True))
+    g_c, l_c = method.meta_grad(meta, batch, replace(eager, compile_inner=True))
     assert compiled and "torch.compile failed" not in caplog.text  # the compiled path ran
     assert torch.allclose(l_c, l_e, rtol=1e-9)
     for n in meta:
         assert torch.allclose(g_c[n], g_e[n], rtol=1e-9, atol=1e-12 * g_e[n].abs().max()), n
-        assert g_e[n].abs().max() > 0, n
+    if name == "pretrain":  # against the joint loss written out with each task's own row
+        def joint(m):
+            net = {k: v for k, v in m.items() if k != "coef_tasks"}
+            return (eager.loss(dict(net, coef=m["coef_tasks"][2]), tasks[2].full)
+                    + eager.loss(dict(net, coef=m["coef_tasks"][0]), tasks[0].full)) / 2
+        g_ref = grad(joint)(meta)
+        for n in meta:
+            assert torch.allclose(g_c[n], g_ref[n], rtol=1e-9, atol=1e-15), n
+        assert g_ref["coef_tasks"][1].abs().max() == 0  # the row of the task not drawn
+    else:
+        assert all(g_e[n].abs().max() > 0 for n in meta)
 
 
-def test_compiled_proximal_solve_gives_the_eager_one(setup, monkeypatch):
+def test_compiled_proximal_solve_gives_the_eager_one(setup, monkeypatch, caplog):
     """iMAML's inner run (Adam on the loss plus λ/2‖φ − θ‖²) compiled gives the eager φ to
     float64 round-off. (Its meta-gradient is not compared: the unconverged CG solve of
     (I + H/λ) x = g moved by 1e-5 relative when φ moved by 1e-15, with or without the
@@ -196,26 +225,47 @@ def test_compiled_proximal_solve_gives_the_eager_one(setup, monkeypatch):
     ctx = _ctx(rc, tasks, "imaml", inner_steps=6, inner_lr=0.01, inner_optimizer="adam")
     theta = {k: v.detach() for k, v in get_method("imaml").init_meta(ctx).items()}
     lam = proximal_strength(ctx)
-    compiled = []
-    real_compile = torch.compile
-    monkeypatch.setattr(torch, "compile", lambda *a, **k: compiled.append(1) or
-                        real_compile(*a, **k))
+    compiled = _spy_compile(monkeypatch)
 
     def solve(c):
         return proximal_solve(lambda p: c.parts(p, tasks[0].support), theta, lam,
-                              c.inner_settings)
+                              c.inner_settings, run=c.run_inner)
 
     eager, fused = solve(ctx), solve(replace(ctx, compile_inner=True))
-    assert len(compiled) == 1
+    assert len(compiled) == 1 and "torch.compile failed" not in caplog.text
     for n in theta:
         assert torch.allclose(fused[n], eager[n], rtol=1e-10, atol=1e-14), n
         assert not torch.equal(eager[n], theta[n]), n  # the solve moved every tensor
 
 
-def test_compiled_inner_steps_where_they_pay():
-    """A job compiles its graph-free steps from COMPILE_INNER_FROM gradient evaluations
-    (outer steps × evaluations per step), never with adapt.compile=false; Reptile then
-    runs its tasks one after another on a CPU instead of vmapping the eager loop."""
+@pytest.mark.parametrize("name", ["reptile", "pretrain"])
+def test_a_failed_compile_warns_once_and_the_job_goes_on_eagerly(setup, monkeypatch, caplog,
+                                                                 name):
+    """Where compiling fails (here: no working C++ compiler), the first attempt warns, the
+    meta-gradient is the eager one, and the job does not try again (one warning and one
+    compile attempt over two outer steps; ``compile_inner`` is off afterwards)."""
+    rc, tasks = setup
+    kw = dict(inner_steps=3, inner_lr=0.01, inner_optimizer="adam")
+    method = get_method(name)
+    eager = _ctx(rc, tasks, name, **kw)
+    meta = {k: v.detach() for k, v in method.init_meta(eager).items()}
+    g_e, _ = method.meta_grad(meta, tasks[:2], eager)
+    calls = _spy_compile(monkeypatch, fail=True)
+    ctx = replace(eager, compile_inner=True)
+    for _ in range(2):
+        g, _ = method.meta_grad(meta, tasks[:2], ctx)
+        for n in meta:
+            assert torch.allclose(g[n], g_e[n], rtol=1e-12, atol=1e-15), n
+    assert caplog.text.count("torch.compile failed") == 1
+    assert len(calls) == 1 and not ctx.compile_inner
+
+
+def test_compiled_inner_steps_where_they_pay(tmp_path):
+    """A job compiles its graph-free steps from COMPILE_INNER_FROM of its gradient
+    evaluations (outer steps × meta-batch × the method's graph-free evaluations), never
+    with adapt.compile=false, nor for methods whose inner loop is differentiable; Reptile
+    then runs its tasks one after another on a CPU instead of vmapping the eager loop, and
+    meta-training's context carries the decision."""
     rc = run_config(compose(SMALL))
     off = run_config(compose(SMALL + ["adapt.compile=false"]))
     per_step = 4 * 5  # meta_batch × inner_steps
@@ -223,14 +273,26 @@ def test_compiled_inner_steps_where_they_pay():
     short = method_settings("reptile", outer_steps=COMPILE_INNER_FROM // per_step - 1)
     assert compiles_inner(rc, enough) and not compiles_inner(rc, short)
     assert not compiles_inner(off, enough)
-    # pretraining spends one evaluation per task and outer step
-    assert compiles_inner(rc, method_settings("pretrain", outer_steps=COMPILE_INNER_FROM // 4))
-    assert not compiles_inner(rc, method_settings("pretrain",
-                                                  outer_steps=COMPILE_INNER_FROM // 4 - 1))
+    # pretraining spends one evaluation per task and outer step, so does the hypernetwork
+    # without inner steps; MAML's inner loop is differentiable, so never
+    for name, kw in [("pretrain", {}), ("hypernet", {"inner_steps": 0})]:
+        assert compiles_inner(rc, method_settings(name, outer_steps=COMPILE_INNER_FROM // 4,
+                                                  **kw))
+        assert not compiles_inner(rc, method_settings(
+            name, outer_steps=COMPILE_INNER_FROM // 4 - 1, **kw))
+    for name, kw in [("maml", {}), ("fomaml", {}), ("hypernet", {"inner_steps": 2})]:
+        assert not compiles_inner(rc, method_settings(name, outer_steps=10**7, **kw))
     assert not Context(rc, enough, 0, compile_inner=True).vmap_graph_free
     assert Context(rc, enough, 0, compile_inner=False).vmap_graph_free
     assert Context(rc, enough, 0, compile_inner=True).inner_settings.compile
     assert not Context(rc, enough, 0).inner_settings.compile
+    # meta-training's context takes the decision from its settings
+    ts = TaskSettings(n_train=4, n_val=1, n_test=0, n_ood=0, n_obs=20, seed=0)
+    path = write_netcdf(tasks_to_dataset(rc.pde, generate_tasks(rc.pde, ts), ts),
+                        tmp_path / "tasks.nc", title="t")
+    assert build_context(rc, enough, path).compile_inner
+    assert not build_context(rc, short, path).compile_inner
+    assert not build_context(off, enough, path).compile_inner
 
 
 def test_every_hypernetwork_parameter_gets_a_gradient(setup):

@@ -240,6 +240,7 @@ class AdaptResult:
     # the first logged step whose loss or error was not finite (the run stopped there)
     diverged_at: int | None = None
     compile_time: float = 0.0  # seconds spent compiling the step (not in wall_time)
+    compile_failed: bool = False  # compiling was asked for and failed: the steps ran eagerly
     # L-BFGS iterations made (fewer than lbfgs_steps: the line search found no decrease)
     lbfgs_iterations: int = 0
 
@@ -316,19 +317,32 @@ def adapt(params: Params, loss_fn: LossFn, settings: AdaptSettings, *,
     eager_loss = loss_fn
     # the compiled step: loss, gradient and update in one graph (not with a graph kept
     # through the updates); it hands out the gradients too where LEAP keeps them
-    fused = None
+    fused, first = None, []
     if settings.compile and settings.steps and not differentiable:
-        fused = compiled_step(loss_fn, opt, names, factors, with_grads=keep_trajectory)
+        compiled = compiled_step(loss_fn, opt, names, factors, with_grads=keep_trajectory)
         moments = state[1:] if opt.name == "adam" else ()
         scalar = partial(torch.tensor, dtype=cur[0].dtype, device=cur[0].device)
-        fused, result.compile_time = _warm_up(  # compile before timing
-            fused, None, ([p.clone() for p in cur], moments, scalar(0.0), scalar(1.0)), cur[0])
+        if record_log:  # a logged run compiles before its clock starts (a discarded step)
+            fused, result.compile_time = _warm_up(
+                compiled, None, ([p.clone() for p in cur], moments, scalar(0.0), scalar(1.0)),
+                cur[0])
+        else:  # an inner run of meta-training (untimed): its first step compiles
+            size, c2 = opt.scalars(1, settings.lr_at(0))
+            ok, result.compile_time = _warm_up(
+                lambda *a: first.append(compiled(*a)), None,
+                (cur, moments, scalar(size), scalar(c2)), cur[0])
+            fused = compiled if ok is not None else None
+        result.compile_failed = fused is None
     for step in range(settings.steps):
         t0 = _now(cur[0])
         prev = cur
         if fused is not None:
-            size, c2 = opt.scalars(step + 1, settings.lr_at(step))
-            cur, moments, parts, *grads = fused(cur, moments, scalar(size), scalar(c2))
+            if first:  # the first step, run by the compile
+                out = first.pop()
+            else:
+                size, c2 = opt.scalars(step + 1, settings.lr_at(step))
+                out = fused(cur, moments, scalar(size), scalar(c2))
+            cur, moments, parts, *grads = out
             grads = grads[0] if grads else None
         elif differentiable:
             g, parts = func_grad(as_dict(cur))

@@ -64,10 +64,10 @@ class AdaptSettings:
             An L-BFGS phase of at least 500 iterations (``lbfgs_steps``) compiles its loss
             and gradient the same way (0.71× the eager time per iteration on the Burgers
             shock case, ``benchmarks/lbfgs_time.py``). A meta-training job of at least
-            ``metapinn.meta.base.COMPILE_INNER_FROM`` (20,000) gradient evaluations compiles
-            its graph-free steps too: Reptile's and LEAP's inner runs, pretraining's and
-            the hypernetwork's gradients, iMAML's proximal solve and the validation runs
-            (``benchmarks/meta_compile.py``).
+            ``metapinn.meta.base.COMPILE_INNER_FROM`` (25,000) graph-free gradient
+            evaluations compiles them too: Reptile's and LEAP's inner runs, iMAML's
+            proximal solve, pretraining's and the hypernetwork's gradients, and that job's
+            validation runs (``benchmarks/meta_compile.py``).
         batch: adapt the tasks of an ``adapt-tasks`` job, or the (learning rate × task)
             grid of ``tune-lr``, together as one ``torch.func.vmap`` program
             (:func:`metapinn.adapt.adapt_batch`); each task keeps its own learning rate,

@@ -22,6 +22,7 @@ The inner loop is always :func:`metapinn.adapt.adapt`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 from torch.func import vmap
 
-from ..adapt import adapt
+from ..adapt import AdaptResult, adapt
 from ..errors import ConfigError
 from ..loss import TaskData, loss_parts, stack
 from ..nets import Params, scratch_params
@@ -39,14 +40,17 @@ from ..settings import AdaptSettings, MethodSettings
 from ..tasks import Task, rng_for, task_tensors
 from . import get_method, method_settings
 
+log = logging.getLogger("metapinn")
+
 STREAM_QUERY = 2  # collocation points of the query loss (independent of the support's)
 STREAM_OBS_SPLIT = 3  # which observations go to support and which to query
-# gradient evaluations of a meta-training job from which its graph-free steps are compiled:
-# enough to repay the compile even from a cold cache (measured at quick's network size, one
+# graph-free gradient evaluations of a meta-training job from which they are compiled:
+# enough to repay the compile even from a cold cache. Measured at quick's network size, one
 # thread, Burgers, whole jobs of 12,000 evaluations eager / compiled cold / compiled warm:
-# Reptile 40 / 30 / 18 s, LEAP 32 / 39 / 24 s, pretraining 49 / 45 / 33 s; at paper's size
-# a step saves 2-4x more, benchmarks/meta_compile.py)
-COMPILE_INNER_FROM = 20_000
+# Reptile 40 / 30 / 18 s, LEAP 32 / 39 / 24 s, pretraining 49 / 45 / 33 s, so LEAP (the
+# least gain per step) repays a cold compile from about 22,000 evaluations; at paper's size
+# a step saves 2-4x more (benchmarks/meta_compile.py)
+COMPILE_INNER_FROM = 25_000
 
 
 @dataclass
@@ -100,20 +104,47 @@ class Context:
                     lr_scale: Params | None = None) -> Params:
         """k inner steps on ``data`` with the shared inner loop (graph kept if functional;
         ``lr_scale``: per-element step multipliers, see :func:`metapinn.adapt.adapt`)."""
-        return adapt(params, lambda p: self.parts(p, data), settings or self.inner_settings,
-                     differentiable=functional, record_log=False, lr_scale=lr_scale).params
+        return self.run_inner(params, lambda p: self.parts(p, data),
+                              settings or self.inner_settings, differentiable=functional,
+                              lr_scale=lr_scale).params
+
+    def run_inner(self, params: Params, loss_fn, settings: AdaptSettings,
+                  **kw) -> AdaptResult:
+        """:func:`metapinn.adapt.adapt` without a log, as meta-training runs it. Where its
+        step failed to compile (adapt warned and ran eagerly), the rest of the job runs
+        eagerly too (``compile_inner`` off), so the attempt is not repeated per task."""
+        result = adapt(params, loss_fn, settings, record_log=False, **kw)
+        if result.compile_failed:
+            self.compile_inner = False
+        return result
+
+    def call_compiled(self, fn, *args):
+        """``fn(*args)``, as one ``torch.compile``d function where ``compile_inner``. Where
+        compiling fails: a warning, ``compile_inner`` off for the rest of the job, and the
+        eager ``fn`` (an error of ``fn`` itself is then raised by the eager call)."""
+        if self.compile_inner:
+            try:
+                return torch.compile(fn, fullgraph=True, dynamic=False)(*args)
+            except Exception as err:  # noqa: BLE001 - whatever the backend raises
+                first = str(err).strip().splitlines()
+                log.warning("torch.compile failed (%s: %s); meta-training goes on eagerly "
+                            "(set adapt.compile=false to skip the attempt)",
+                            type(err).__name__, first[0] if first else "")
+                self.compile_inner = False
+        return fn(*args)
 
 
 def compiles_inner(rc: RunConfig, ms: MethodSettings) -> bool:
     """``Context.compile_inner`` for a meta-training job: ``adapt.compile`` is on and the
     job's outer loop spends at least :data:`COMPILE_INNER_FROM` task-loss gradient
-    evaluations (``outer_steps`` × the settings' ``gradient_evals_per_step``), enough to pay
-    for the compile. What compiles is what runs without a graph through it: Reptile's and
-    LEAP's inner runs, pretraining's joint gradient, the hypernetwork's without inner
-    steps, iMAML's proximal solve, the validation runs; a differentiable inner loop (MAML,
-    Meta-SGD) stays eager."""
-    per_step = ms.gradient_evals_per_step(1.0) or 0.0
-    return bool(rc.adapt.compile and ms.outer_steps * per_step >= COMPILE_INNER_FROM)
+    evaluations in steps without a graph through them (outer steps × meta-batch × the
+    method's ``graph_free_evals``): Reptile's and LEAP's inner runs, iMAML's proximal
+    solve, pretraining's and the hypernetwork's (without inner steps) gradients. MAML's,
+    FOMAML's and Meta-SGD's inner loops are differentiable and stay eager, and so do their
+    validation runs."""
+    per_task = getattr(get_method(ms.name), "graph_free_evals", lambda _: 0.0)(ms)
+    return bool(rc.adapt.compile
+                and ms.outer_steps * ms.meta_batch * per_task >= COMPILE_INNER_FROM)
 
 
 def meta_task(rc: RunConfig, task: Task, seed: int) -> MetaTask:

@@ -81,6 +81,11 @@ class HyperNet:
     trainable = True
     settings = HypernetSettings
 
+    def graph_free_evals(self, ms) -> float:
+        """Graph-free evaluations per task and outer step: without inner steps, the
+        gradient (with them, it runs through the inner loop)."""
+        return 1.0 if ms.inner_steps == 0 else 0.0
+
     def init_meta(self, ctx: Context) -> Params:
         rc, ms = ctx.rc, ctx.ms
         base = {BASE + k: v for k, v in scratch_params(rc, ctx.seed).items()}
@@ -111,11 +116,10 @@ class HyperNet:
             # the gradient is first order: on a CPU each task's is one compiled function,
             # one task after another (on CUDA the eager vmap batches)
             def direct(m, support, query):
-                return torch.func.grad_and_value(
-                    lambda mm: ctx.loss(hyper_initialisation(mm, support, ctx), query))(m)
+                return ctx.call_compiled(torch.func.grad_and_value(
+                    lambda mm: ctx.loss(hyper_initialisation(mm, support, ctx), query)), m)
 
-            compiled = torch.compile(direct, fullgraph=True, dynamic=False)
-            return batch_mean_grad(compiled, {k: v.detach() for k, v in meta.items()}, batch,
+            return batch_mean_grad(direct, {k: v.detach() for k, v in meta.items()}, batch,
                                    use_vmap=False)
         return batch_mean_grad(task_grad, meta, batch, ctx.ms.vmap)
 

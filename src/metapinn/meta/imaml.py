@@ -105,11 +105,15 @@ def proximal_parts(parts_fn: PartsFn, theta: Params, lam: float) -> PartsFn:
     return parts
 
 
-def proximal_solve(parts_fn: PartsFn, theta: Params, lam: float,
-                   settings: AdaptSettings) -> Params:
-    """φ ≈ argmin L(φ) + λ/2 ‖φ − θ‖² by the shared inner loop from θ (no graph kept)."""
-    return adapt(theta, proximal_parts(parts_fn, theta, lam), settings, differentiable=False,
-                 record_log=False).params
+def proximal_solve(parts_fn: PartsFn, theta: Params, lam: float, settings: AdaptSettings,
+                   run=None) -> Params:
+    """φ ≈ argmin L(φ) + λ/2 ‖φ − θ‖² by the shared inner loop from θ (no graph kept);
+    ``run``: how the loop is run (default :func:`metapinn.adapt.adapt` without a log;
+    meta-training passes ``Context.run_inner``)."""
+    parts = proximal_parts(parts_fn, theta, lam)
+    if run is None:
+        return adapt(theta, parts, settings, differentiable=False, record_log=False).params
+    return run(theta, parts, settings, differentiable=False).params
 
 
 def implicit_gradient(support_loss: Callable[[Params], torch.Tensor],
@@ -138,7 +142,8 @@ def imaml_task_grad(ctx: Context, theta: Params, support: TaskData,
     one task: the proximal inner solve, then the CG solve at its end."""
     ms = ctx.ms
     lam = proximal_strength(ctx)
-    phi = proximal_solve(lambda p: ctx.parts(p, support), theta, lam, ctx.inner_settings)
+    phi = proximal_solve(lambda p: ctx.parts(p, support), theta, lam, ctx.inner_settings,
+                         run=ctx.run_inner)
     return implicit_gradient(lambda p: ctx.loss(p, support), lambda p: ctx.loss(p, query),
                              phi, lam, ms.cg_steps, ms.cg_tol)
 
@@ -161,6 +166,10 @@ class IMAML(InitialisationMethod):
     # the third element of meta_grad's result, per outer step (long_name, units)
     diagnostics = {"cg_residual": ("mean final relative residual of the conjugate-gradient "
                                    "solves of the meta-batch", "1")}
+
+    def graph_free_evals(self, ms) -> float:
+        """Graph-free evaluations per task and outer step: the proximal solve's."""
+        return float(ms.inner_steps)
 
     def history_attrs(self, ctx: Context) -> dict[str, float]:
         """The proximal strength actually used, λ = imaml_lambda × pde.loss_scale."""

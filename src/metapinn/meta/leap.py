@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import torch
 
-from ..adapt import adapt
 from ..loss import TaskData
 from ..nets import Params
 from .base import Context, InitialisationMethod, MetaTask, batch_mean_grad
@@ -48,8 +47,8 @@ def leap_increments(trajectory, norm: bool, loss_term: bool, stabilise: bool) ->
 def leap_task_grad(ctx: Context, phi: Params, support: TaskData, query: TaskData):
     """LEAP's meta-gradient of one task (the sum of the increments) and the query loss."""
     ms = ctx.ms
-    result = adapt(phi, lambda p: ctx.parts(p, support), ctx.inner_settings, record_log=False,
-                   keep_trajectory=True)
+    result = ctx.run_inner(phi, lambda p: ctx.parts(p, support), ctx.inner_settings,
+                           keep_trajectory=True)
     incs = leap_increments(result.trajectory, ms.leap_norm, ms.leap_loss_term,
                            ms.leap_stabilise)
     g = {k: sum(inc[k] for inc in incs) for k in phi}
@@ -61,6 +60,10 @@ def leap_task_grad(ctx: Context, phi: Params, support: TaskData, query: TaskData
 class LEAP(InitialisationMethod):
     name = "leap"
     settings = LeapSettings
+
+    def graph_free_evals(self, ms) -> float:
+        """Graph-free evaluations per task and outer step: the inner steps."""
+        return float(ms.inner_steps)
 
     def meta_grad(self, meta: Params, batch: list[MetaTask], ctx: Context):
         # the trajectory is a plain (non-differentiable) inner run: always the per-task loop

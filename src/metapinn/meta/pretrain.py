@@ -25,6 +25,10 @@ class Pretrain:
     trainable = True
     settings = PretrainSettings
 
+    def graph_free_evals(self, ms) -> float:
+        """Graph-free evaluations per task and outer step: the joint gradient."""
+        return 1.0
+
     def init_meta(self, ctx: Context) -> Params:
         meta = scratch_params(ctx.rc, ctx.seed)
         meta["coef_tasks"] = meta.pop("coef")[None].repeat(len(ctx.train), 1)
@@ -33,11 +37,10 @@ class Pretrain:
     def meta_grad(self, meta: Params, batch: list[MetaTask], ctx: Context):
         rows = {mt.task.index: r for r, mt in enumerate(ctx.train)}
         index = torch.tensor([rows[mt.task.index] for mt in batch], device=ctx.rc.device)
-        grad_fn = torch.func.grad_and_value(joint_loss)
-        if ctx.compile_inner:  # one graph per job: the batch's rows are a tensor, not ints
-            grad_fn = torch.compile(grad_fn, fullgraph=True, dynamic=False)
-        return grad_fn({k: v.detach() for k, v in meta.items()}, [mt.full for mt in batch],
-                       index, ctx.loss)
+        # compiled in a long job: one graph, since the batch's rows are a tensor, not ints
+        return ctx.call_compiled(torch.func.grad_and_value(joint_loss),
+                                 {k: v.detach() for k, v in meta.items()},
+                                 [mt.full for mt in batch], index, ctx.loss)
 
     def initialisation(self, meta: Params, data: TaskData, ctx: Context) -> Params:
         params = {k: v.detach().clone() for k, v in meta.items() if k != "coef_tasks"}

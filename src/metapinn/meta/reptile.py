@@ -30,6 +30,10 @@ class Reptile(InitialisationMethod):
     name = "reptile"
     settings = ReptileSettings
 
+    def graph_free_evals(self, ms) -> float:
+        """Graph-free evaluations per task and outer step: the inner steps."""
+        return float(ms.inner_steps)
+
     def meta_grad(self, meta: Params, batch: list[MetaTask], ctx: Context):
         use_vmap = ctx.vmap_graph_free
         return batch_mean_grad(lambda p, s, q: reptile_task_grad(ctx, p, s, q, use_vmap), meta,
