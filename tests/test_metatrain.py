@@ -57,6 +57,35 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert not (tmp_path / "part" / "checkpoint.pt").exists()
 
 
+@pytest.mark.parametrize("name", ["reptile", "pretrain"])
+def test_a_long_job_runs_compiled_and_trains_as_the_eager_one(tmp_path, monkeypatch, caplog,
+                                                              name):
+    """End to end through meta_train: a job past the compile threshold (lowered here to 6
+    gradient evaluations) says so in its log and, in float64, writes the meta-parameters
+    and meta-losses the eager job (adapt.compile=false) writes, to round-off (1e-9)."""
+    monkeypatch.setattr("metapinn.meta.base.COMPILE_INNER_FROM", 6)
+    small = ["model.hidden=[8,8]", "pde.n_collocation=64", "dtype=float64"]
+    _, _, path = _setup(tmp_path, small)
+    ms = method_settings(name, outer_steps=3, meta_batch=2, inner_steps=3, inner_lr=1e-2,
+                         inner_optimizer="adam", val_every=3)
+    out = {}
+    for flag in ("false", "true"):
+        rc = run_config(compose(["model.hidden=[20,20,20]", "pde.n_collocation=256",
+                                 "pde.n_boundary=64", "pde.n_obs=100", *small,
+                                 f"adapt.compile={flag}"]))
+        caplog.clear()
+        with caplog.at_level("INFO", logger="metapinn"):
+            init = meta_train(rc, ms, path, tmp_path / flag)
+        out[flag] = (torch.load(init, weights_only=True)["meta"],
+                     read_netcdf(tmp_path / flag / "history.nc"))
+        assert ("graph-free steps run compiled" in caplog.text) == (flag == "true")
+    (eager, h_e), (compiled, h_c) = out["false"], out["true"]
+    for k in eager:
+        assert torch.allclose(compiled[k], eager[k], rtol=1e-9, atol=1e-12), k
+    np.testing.assert_allclose(h_c.meta_loss.values, h_e.meta_loss.values, rtol=1e-9)
+    assert np.isfinite(h_c.val_loss.values[-1])
+
+
 def test_val_change_last_quarter():
     steps = np.arange(1, 101)
     val = np.full(100, np.nan)

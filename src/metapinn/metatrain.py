@@ -99,6 +99,9 @@ def meta_train(rc: RunConfig, ms: MethodSettings, tasks_file: str | Path, out_di
     out_dir = Path(out_dir)
     ckpt_path = out_dir / "checkpoint.pt"
     ctx = build_context(rc, ms, tasks_file)
+    if ctx.compile_inner:
+        log.info("%s/%s: its graph-free steps run compiled (a job of %d outer steps; see "
+                 "metapinn.meta.base.COMPILE_INNER_FROM)", rc.pde.name, ms.name, ms.outer_steps)
     t_start = time.perf_counter()
     records: list[dict] = []
     if not method.trainable:
