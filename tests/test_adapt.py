@@ -289,6 +289,33 @@ def test_compiled_lbfgs_gives_the_eager_lbfgs_iterates(monkeypatch):
     np.testing.assert_allclose(loss, [r["loss"] for r in eager.records], rtol=1e-8)
 
 
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_an_untimed_compiled_run_follows_the_eager_one(optimizer):
+    """A run without a log (meta-training's inner runs) compiles on its first real step and
+    reuses that step's result: with a decaying rate and the trajectory LEAP keeps, every
+    iterate, loss and gradient is the eager run's to float64 round-off, and there are as
+    many steps (an off-by-one in the step counter or the schedule would show at once)."""
+    A, b, loss_fn = _quadratic()
+    x0 = {"x": torch.linspace(-1.0, 1.0, 5, dtype=torch.float64)}
+    runs = {}
+    for flag in (False, True):
+        s = AdaptSettings(steps=7, lr=0.05, lr_decay=0.2, optimizer=optimizer,
+                          coef_lr_factor=1.0, compile=flag)
+        runs[flag] = adapt(x0, loss_fn, s, record_log=False, keep_trajectory=True)
+    eager, fused = runs[False], runs[True]
+    assert fused.compile_time > 0 and not fused.compile_failed
+    assert len(fused.trajectory) == len(eager.trajectory) == 8
+    for (p_e, f_e, g_e), (p_c, f_c, g_c) in zip(eager.trajectory, fused.trajectory,
+                                                strict=True):
+        assert torch.allclose(p_c["x"], p_e["x"], rtol=1e-12, atol=1e-14)
+        assert torch.allclose(f_c, f_e, rtol=1e-12)
+        if g_e is not None:
+            assert torch.allclose(g_c["x"], g_e["x"], rtol=1e-12, atol=1e-14)
+            assert torch.allclose(g_c["x"], A @ p_e["x"] - b, rtol=1e-12, atol=1e-14)
+    assert torch.allclose(fused.params["x"], eager.params["x"], rtol=1e-12, atol=1e-14)
+    assert not torch.allclose(eager.params["x"], x0["x"])
+
+
 def test_a_diverging_run_stops_and_keeps_the_step_grid():
     """Case 5 of issue 9: a non-finite loss stops the run at the first logged step that
     shows it; the log keeps every logged step (NaN from there on), so that diverged and

@@ -79,11 +79,14 @@ def test_a_long_job_runs_compiled_and_trains_as_the_eager_one(tmp_path, monkeypa
         out[flag] = (torch.load(init, weights_only=True)["meta"],
                      read_netcdf(tmp_path / flag / "history.nc"))
         assert ("graph-free steps run compiled" in caplog.text) == (flag == "true")
+        assert "torch.compile failed" not in caplog.text  # compiled, not a silent fallback
     (eager, h_e), (compiled, h_c) = out["false"], out["true"]
     for k in eager:
         assert torch.allclose(compiled[k], eager[k], rtol=1e-9, atol=1e-12), k
     np.testing.assert_allclose(h_c.meta_loss.values, h_e.meta_loss.values, rtol=1e-9)
+    # the validation runs (compiled in the long job) too
     assert np.isfinite(h_c.val_loss.values[-1])
+    np.testing.assert_allclose(h_c.val_loss.values, h_e.val_loss.values, rtol=1e-9)
 
 
 def test_val_change_last_quarter():

@@ -239,7 +239,9 @@ class AdaptResult:
     trajectory: list[tuple[Params, torch.Tensor, Params | None]] = field(default_factory=list)
     # the first logged step whose loss or error was not finite (the run stopped there)
     diverged_at: int | None = None
-    compile_time: float = 0.0  # seconds spent compiling the step (not in wall_time)
+    # seconds spent compiling the step (not in wall_time); a run without a log
+    # (record_log=False, untimed) compiles on its first step, whose time it includes
+    compile_time: float = 0.0
     compile_failed: bool = False  # compiling was asked for and failed: the steps ran eagerly
     # L-BFGS iterations made (fewer than lbfgs_steps: the line search found no decrease)
     lbfgs_iterations: int = 0

@@ -100,8 +100,10 @@ def meta_train(rc: RunConfig, ms: MethodSettings, tasks_file: str | Path, out_di
     ckpt_path = out_dir / "checkpoint.pt"
     ctx = build_context(rc, ms, tasks_file)
     if ctx.compile_inner:
-        log.info("%s/%s: its graph-free steps run compiled (a job of %d outer steps; see "
-                 "metapinn.meta.base.COMPILE_INNER_FROM)", rc.pde.name, ms.name, ms.outer_steps)
+        log.info("%s/%s: a long job (%d outer steps, see metapinn.meta.base."
+                 "COMPILE_INNER_FROM): its graph-free steps run compiled%s", rc.pde.name,
+                 ms.name, ms.outer_steps, "" if not ctx.vmap_graph_free else
+                 " where they are not vmapped (method.vmap on CUDA)")
     t_start = time.perf_counter()
     records: list[dict] = []
     if not method.trainable:
