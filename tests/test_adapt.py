@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from metapinn.adapt import AdaptSettings, Evaluator, Optimizer, adapt, adapt_history
+from metapinn.adapt import (
+    COMPILED_VARIANTS,
+    AdaptSettings,
+    Evaluator,
+    Optimizer,
+    adapt,
+    adapt_history,
+)
 from metapinn.config import compose, run_config
 from metapinn.errors import ConfigError
 from metapinn.evaluate import solve_task
@@ -314,6 +321,27 @@ def test_an_untimed_compiled_run_follows_the_eager_one(optimizer):
             assert torch.allclose(g_c["x"], A @ p_e["x"] - b, rtol=1e-12, atol=1e-14)
     assert torch.allclose(fused.params["x"], eager.params["x"], rtol=1e-12, atol=1e-14)
     assert not torch.allclose(eager.params["x"], x0["x"])
+
+
+def test_a_process_compiles_more_problems_than_dynamos_default_limit(caplog):
+    """Every compiled step is the same Python code, so TorchDynamo counts each new problem
+    as a recompile of it; past its default limit of 8 the next problem's compile failed
+    (and the run fell back to eager with a warning). Twelve problems of distinct shapes
+    in one process all compile."""
+    assert COMPILED_VARIANTS > 12
+    for n in range(2, 14):
+        a = torch.linspace(1.0, 2.0, n, dtype=torch.float64)
+
+        def loss_fn(p, a=a):
+            return {"total": 0.5 * (a * p["x"] ** 2).sum()}
+
+        s = AdaptSettings(steps=3, lr=0.1, lr_decay=1.0, optimizer="sgd",
+                          coef_lr_factor=1.0, compile=True)
+        r = adapt({"x": torch.ones(n, dtype=torch.float64)}, loss_fn, s, record_log=False)
+        assert not r.compile_failed, n
+        # three SGD steps on a diagonal quadratic: x = (1 − 0.1 a)³ exactly
+        assert torch.allclose(r.params["x"], (1 - 0.1 * a) ** 3, rtol=1e-12)
+    assert "torch.compile failed" not in caplog.text
 
 
 def test_a_diverging_run_stops_and_keeps_the_step_grid():

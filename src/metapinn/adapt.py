@@ -141,13 +141,27 @@ def batched_step(loss_fn: BatchLossFn, opt: Optimizer, names: list[str], factors
                            in_dims=(0, 0, 0, None, 0))
 
 
+# graphs one compiled function may hold in a process. Every step of this module is the same
+# Python code, so TorchDynamo counts each new problem (loss, shapes, dtype) as a recompile of
+# it, and its default limit (8) would make the ninth problem of a long-lived process (a test
+# session, a notebook, a job that also validates) fail to compile
+COMPILED_VARIANTS = 64
+
+
+def compile_limit():
+    """Context in which a first call of a compiled step may add a graph up to
+    :data:`COMPILED_VARIANTS` (TorchDynamo's recompile limit, raised for that call only)."""
+    return torch._dynamo.config.patch(recompile_limit=COMPILED_VARIANTS)
+
+
 def _warm_up(compiled, eager, args, like: torch.Tensor):
     """Call the compiled step once (it compiles, or loads from the Inductor cache) and
     time it: ``(step, seconds)``. Where compiling fails (no working compiler toolchain on
     the machine, an operator the backend lacks), warn and return ``(eager, 0)``."""
     t0 = _now(like)
     try:
-        compiled(*args)
+        with compile_limit():
+            compiled(*args)
     except Exception as err:  # noqa: BLE001 - whatever the backend raises, eager still works
         first = str(err).strip().splitlines()
         log.warning("torch.compile failed (%s: %s); using the eager step (set "

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch.func import vmap
 
-from ..adapt import AdaptResult, adapt
+from ..adapt import AdaptResult, adapt, compile_limit
 from ..errors import ConfigError
 from ..loss import TaskData, loss_parts, stack
 from ..nets import Params, scratch_params
@@ -124,7 +124,8 @@ class Context:
         eager ``fn`` (an error of ``fn`` itself is then raised by the eager call)."""
         if self.compile_inner:
             try:
-                return torch.compile(fn, fullgraph=True, dynamic=False)(*args)
+                with compile_limit():
+                    return torch.compile(fn, fullgraph=True, dynamic=False)(*args)
             except Exception as err:  # noqa: BLE001 - whatever the backend raises
                 first = str(err).strip().splitlines()
                 log.warning("torch.compile failed (%s: %s); meta-training goes on eagerly "
