@@ -11,7 +11,10 @@
 #      (benchmarks/batch_time.py): eager for every T, compiled at T = 64 and 256 (quick size);
 #   5. `metapinn identify` on CUDA (not part of the pipeline): the Burgers shock case of
 #      benchmarks/burgers_shock.py at 1 % noise (NOISE5="0.01 0" adds the clean data),
-#      identify's defaults (three seeds).
+#      identify's defaults (three seeds);
+#   6. meta-training's compiled graph-free steps on CUDA (what a long meta-train job runs:
+#      Reptile, LEAP, pretraining, the hypernetwork) against the eager CPU meta-gradient and
+#      validation loss (benchmarks/gpu_check.py --meta), float64.
 #
 # Each stage has its own time limit, logs to $OUT and goes on after a failure; the exit
 # status counts the failed stages. The GPU image has PyTorch but not Snakemake, Hydra or
@@ -25,8 +28,9 @@
 #   run(command="bash benchmarks/gpu_check.sh", carry=[".whl"], timeout_s=600)
 #
 # Usage (repository root, GPU machine): OUT=<dir> bash benchmarks/gpu_check.sh [STAGE...]
-# (stages 2 3 4 by default; the machine section always runs). Stage 5 runs when asked for:
-#   run(command="bash benchmarks/gpu_check.sh 2 3 5", carry=[".whl"], timeout_s=600)
+# (stages 2 3 4 by default; the machine section always runs). Stages 5 and 6 run when asked
+# for, e.g.:
+#   run(command="bash benchmarks/gpu_check.sh 2 3 5 6", carry=[".whl"], timeout_s=600)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu_check_out}  # the device tool sets $OUT
@@ -128,6 +132,11 @@ if want 5; then
         [ -f "$f" ] && { echo "--- $f"; tail -8 "$f"; }
     done
     rm -f "$OUT"/identify/*.nc  # what comes back is limited to 8 files
+fi
+
+if want 6; then
+    stage "6. meta-training's compiled graph-free steps on $DEVICE (vs the eager CPU)"
+    run "${LIMIT6:-150}" $PY benchmarks/gpu_check.py --meta --device "$DEVICE"
 fi
 
 stage "done: $failed failed stage(s)"
