@@ -163,12 +163,16 @@ def _warm_up(compiled, eager, args, like: torch.Tensor):
         with compile_limit():
             compiled(*args)
     except Exception as err:  # noqa: BLE001 - whatever the backend raises, eager still works
-        first = str(err).strip().splitlines()
-        log.warning("torch.compile failed (%s: %s); using the eager step (set "
-                    "adapt.compile=false to skip the attempt)", type(err).__name__,
-                    first[0] if first else "")
+        warn_compile_failed(err, "using the eager step")
         return eager, 0.0
     return compiled, _now(like) - t0
+
+
+def warn_compile_failed(err: Exception, instead: str) -> None:
+    """The one warning of a failed compile: the error's first line and what runs instead."""
+    first = str(err).strip().splitlines()
+    log.warning("torch.compile failed (%s: %s); %s (set adapt.compile=false to skip the "
+                "attempt)", type(err).__name__, first[0] if first else "", instead)
 
 
 def _lbfgs_closure(loss_fn: LossFn, names: list[str], cur: list[torch.Tensor],

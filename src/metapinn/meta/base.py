@@ -22,7 +22,6 @@ The inner loop is always :func:`metapinn.adapt.adapt`.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -31,7 +30,7 @@ import numpy as np
 import torch
 from torch.func import vmap
 
-from ..adapt import AdaptResult, adapt, compile_limit
+from ..adapt import AdaptResult, adapt, compile_limit, warn_compile_failed
 from ..errors import ConfigError
 from ..loss import TaskData, loss_parts, stack
 from ..nets import Params, scratch_params
@@ -39,8 +38,6 @@ from ..runconfig import RunConfig
 from ..settings import AdaptSettings, MethodSettings
 from ..tasks import Task, rng_for, task_tensors
 from . import get_method, method_settings
-
-log = logging.getLogger("metapinn")
 
 STREAM_QUERY = 2  # collocation points of the query loss (independent of the support's)
 STREAM_OBS_SPLIT = 3  # which observations go to support and which to query
@@ -127,10 +124,7 @@ class Context:
                 with compile_limit():
                     return torch.compile(fn, fullgraph=True, dynamic=False)(*args)
             except Exception as err:  # noqa: BLE001 - whatever the backend raises
-                first = str(err).strip().splitlines()
-                log.warning("torch.compile failed (%s: %s); meta-training goes on eagerly "
-                            "(set adapt.compile=false to skip the attempt)",
-                            type(err).__name__, first[0] if first else "")
+                warn_compile_failed(err, "meta-training goes on eagerly")
                 self.compile_inner = False
         return fn(*args)
 

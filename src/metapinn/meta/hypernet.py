@@ -112,14 +112,10 @@ class HyperNet:
             return g, loss
 
         if ctx.compile_inner and ctx.ms.inner_steps == 0 and not ctx.vmap_graph_free:
-            # without inner steps the query loss is taken at the initialisation itself and
-            # the gradient is first order: on a CPU each task's is one compiled function,
-            # one task after another (on CUDA the eager vmap batches)
-            def direct(m, support, query):
-                return ctx.call_compiled(torch.func.grad_and_value(
-                    lambda mm: ctx.loss(hyper_initialisation(mm, support, ctx), query)), m)
-
-            return batch_mean_grad(direct, {k: v.detach() for k, v in meta.items()}, batch,
+            # without inner steps the gradient is first order: on a CPU each task's is one
+            # compiled function, one task after another (on CUDA the eager vmap batches)
+            return batch_mean_grad(lambda m, s, q: ctx.call_compiled(task_grad, m, s, q),
+                                   {k: v.detach() for k, v in meta.items()}, batch,
                                    use_vmap=False)
         return batch_mean_grad(task_grad, meta, batch, ctx.ms.vmap)
 

@@ -29,6 +29,7 @@ meta-batch is a per-task loop.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch.func import grad, grad_and_value, vjp
@@ -110,10 +111,8 @@ def proximal_solve(parts_fn: PartsFn, theta: Params, lam: float, settings: Adapt
     """φ ≈ argmin L(φ) + λ/2 ‖φ − θ‖² by the shared inner loop from θ (no graph kept);
     ``run``: how the loop is run (default :func:`metapinn.adapt.adapt` without a log;
     meta-training passes ``Context.run_inner``)."""
-    parts = proximal_parts(parts_fn, theta, lam)
-    if run is None:
-        return adapt(theta, parts, settings, differentiable=False, record_log=False).params
-    return run(theta, parts, settings, differentiable=False).params
+    run = run or partial(adapt, record_log=False)
+    return run(theta, proximal_parts(parts_fn, theta, lam), settings, differentiable=False).params
 
 
 def implicit_gradient(support_loss: Callable[[Params], torch.Tensor],

@@ -24,8 +24,11 @@ from .settings import MamlSettings
 
 def post_adaptation_loss(ctx: Context, init: Params, support: TaskData,
                          query: TaskData) -> torch.Tensor:
-    """L_k(φ_k): the query loss after the inner steps on the support loss (graph kept)."""
-    return ctx.loss(ctx.inner_adapt(init, support), query)
+    """L_k(φ_k): the query loss after the inner steps on the support loss (graph kept);
+    without inner steps the query loss at ``init`` itself (a plain function, which
+    ``torch.compile`` can trace)."""
+    adapted = ctx.inner_adapt(init, support) if ctx.ms.inner_steps else init
+    return ctx.loss(adapted, query)
 
 
 def maml_task_grad(ctx: Context, phi: Params, support: TaskData, query: TaskData,
