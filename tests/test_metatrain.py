@@ -84,6 +84,8 @@ def test_a_long_job_runs_compiled_and_trains_as_the_eager_one(tmp_path, monkeypa
     for k in eager:
         assert torch.allclose(compiled[k], eager[k], rtol=1e-9, atol=1e-12), k
     np.testing.assert_allclose(h_c.meta_loss.values, h_e.meta_loss.values, rtol=1e-9)
+    assert (h_c.attrs["graph_free_steps_compiled"], h_e.attrs["graph_free_steps_compiled"]) \
+        == (1, 0)
     # the validation runs (compiled in the long job) too
     assert np.isfinite(h_c.val_loss.values[-1])
     np.testing.assert_allclose(h_c.val_loss.values, h_e.val_loss.values, rtol=1e-9)

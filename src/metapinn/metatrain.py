@@ -173,7 +173,10 @@ def meta_train(rc: RunConfig, ms: MethodSettings, tasks_file: str | Path, out_di
     hist = meta_history(records, train_time, per_step, getattr(method, "diagnostics", {}))
     hist.attrs.update({"pde": rc.pde.name, "method": ms.name, "seed": rc.seed,
                        "config_digest": rc.digest, "second_order_cost": second_order_cost,
-                       "outer_steps": ms.outer_steps, "budget_scale": budget_scale})
+                       "outer_steps": ms.outer_steps, "budget_scale": budget_scale,
+                       # 1: the graph-free steps ran compiled to the end (their compile is
+                       # in total_train_time_s); 0: eager (a short job, or a failed compile)
+                       "graph_free_steps_compiled": int(ctx.compile_inner)})
     if hasattr(method, "history_attrs"):
         hist.attrs.update(method.history_attrs(ctx))
     if per_step is not None:
