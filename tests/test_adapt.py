@@ -9,6 +9,7 @@ import torch
 
 from metapinn.adapt import (
     COMPILED_VARIANTS,
+    EVAL_COMPILE_FROM,
     AdaptSettings,
     Evaluator,
     Optimizer,
@@ -17,7 +18,7 @@ from metapinn.adapt import (
 )
 from metapinn.config import compose, run_config
 from metapinn.errors import ConfigError
-from metapinn.evaluate import solve_task
+from metapinn.evaluate import evaluator, solve_task
 from metapinn.loss import solution
 from metapinn.nets import scratch_params
 from metapinn.pdes import FAMILIES
@@ -431,6 +432,86 @@ def test_strided_evaluation_is_the_error_on_the_coarser_grid(name):
     full = Evaluator(rc.pde, task)(r.params)["u_rel_l2"]
     assert r.records[-1]["u_rel_l2"] == pytest.approx(full, rel=0.05)
     assert r.records[-1]["u_rel_l2"] != full
+
+
+def _numpy_u(params, points: np.ndarray, bounds, darcy: bool) -> np.ndarray:
+    """The PINN's u written out in NumPy (float64): inputs mapped to [−1, 1], tanh hidden
+    layers, and Darcy's factor 16 x(1−x) y(1−y)."""
+    lo, hi = np.array([b[0] for b in bounds]), np.array([b[1] for b in bounds])
+    h = 2.0 * (points - lo) / (hi - lo) - 1.0
+    n = sum(k.startswith("w") for k in params)
+    for i in range(n):
+        h = h @ params[f"w{i}"].numpy().T + params[f"b{i}"].numpy()
+        h = np.tanh(h) if i < n - 1 else h
+    u = h[:, 0]
+    if darcy:
+        x, y = points[:, 0], points[:, 1]
+        u = 16 * x * (1 - x) * y * (1 - y) * u
+    return u
+
+
+@pytest.mark.parametrize("name", ["burgers", "cdr", "darcy"])
+def test_compiled_evaluation_gives_the_error_of_the_network(name, caplog):
+    """The compiled evaluation's u_rel_l2 equals one computed in NumPy from the grid's
+    coordinates (float64, 1e-10), for parameters with and without requires_grad, with one
+    graph for both (no recompile) and its first call timed."""
+    rc = run_config(compose([f"pde={name}", "model.hidden=[16,16]", "dtype=float64"]))
+    task = make_task(rc.pde, 1, TaskSettings(n_obs=100))
+    params = scratch_params(rc, 3)
+    ev = Evaluator(rc.pde, task, rc.dtype, compile=True)
+    g, (d0, d1) = rc.pde.grid(), rc.pde.grid_dims
+    c0, c1 = np.meshgrid(g[d0], g[d1], indexing="ij")
+    cols = {d0: c0.ravel(), d1: c1.ravel()}
+    pts = np.stack([cols[k] for k in rc.pde.inputs], axis=1)
+    u = _numpy_u(params, pts, rc.pde.bounds, darcy=name == "darcy")
+    ref = task.u_ref.ravel()
+    expected = np.linalg.norm(u - ref) / np.linalg.norm(ref)
+    with caplog.at_level("WARNING", logger="metapinn"):
+        first = ev(params)["u_rel_l2"]
+        assert ev.compile_time > 0
+        live = {k: v.clone().requires_grad_(True) for k, v in params.items()}
+        with torch._dynamo.config.patch(error_on_recompile=True):
+            second = ev(live)["u_rel_l2"]
+    assert "torch.compile failed" not in caplog.text
+    assert first == pytest.approx(expected, rel=1e-10)
+    assert second == pytest.approx(expected, rel=1e-10)
+
+
+def test_an_evaluation_that_cannot_compile_warns_once_and_runs_eagerly(monkeypatch, caplog):
+    """Where torch.compile fails, the evaluator warns once and evaluates eagerly: the same
+    errors as an evaluator built without compiling."""
+    def broken(*args, **kwargs):
+        def fails(*a, **k):
+            raise RuntimeError("no C++ compiler\nmore detail")
+        return fails
+
+    monkeypatch.setattr("metapinn.adapt.torch.compile", broken)
+    rc = run_config(compose(["pde=burgers", "model.hidden=[8]", "dtype=float64"]))
+    task = make_task(rc.pde, 0, TaskSettings(n_obs=50))
+    params = scratch_params(rc, 0)
+    ev = Evaluator(rc.pde, task, rc.dtype, compile=True)
+    with caplog.at_level("WARNING", logger="metapinn"):
+        got = [ev(params)["u_rel_l2"] for _ in range(3)]
+    assert caplog.text.count("torch.compile failed (RuntimeError: no C++ compiler)") == 1
+    assert "evaluating eagerly" in caplog.text and ev.compile_time == 0
+    assert got == [Evaluator(rc.pde, task, rc.dtype)(params)["u_rel_l2"]] * 3
+
+
+@pytest.mark.parametrize("overrides, n_logged, compiled", [
+    ([], 81, True),  # quick's 1,000 steps
+    (["adapt.compile=false"], 81, False),
+    (["adapt.dense_log=false"], 21, False),
+    (["adapt.steps=40", "adapt.log_every=10"], 30, False),
+    (["adapt.steps=100", "adapt.log_every=2"], 65, True),
+])
+def test_solves_compile_their_evaluation_where_it_pays(overrides, n_logged, compiled):
+    """The evaluation compiles with adapt.compile and at least EVAL_COMPILE_FROM (50)
+    logged steps per solve (short runs' few evaluations stay eager)."""
+    assert EVAL_COMPILE_FROM == 50
+    rc = run_config(compose(["experiment=quick", "pde=burgers", *overrides]))
+    task = make_task(rc.pde, 0, TaskSettings(n_obs=10))
+    assert len(rc.adapt.log_steps()) == n_logged
+    assert (evaluator(rc, task)._compiled is not None) == compiled
 
 
 def test_eval_stride_must_be_positive():

@@ -209,6 +209,34 @@ def test_help_and_the_light_commands_import_neither_torch_hydra_nor_matplotlib(t
     assert (tmp_path / "speedup.md").read_text().count("| burgers | test |") == 2
 
 
+def test_threads_bounds_every_thread_pool_of_a_command():
+    """threads=1 limits torch and the BLAS/OpenMP pools NumPy and torch loaded, and SciPy's
+    OpenBLAS loaded afterwards; an OpenBLAS left at one thread per core busy-waits after
+    each call and took a second core from a one-thread job (a fresh interpreter, so that
+    this process keeps its pools)."""
+    code = """
+import numpy as np, torch
+from threadpoolctl import threadpool_info
+from metapinn.cli import limit_threads
+before = {p["filepath"]: p["num_threads"] for p in threadpool_info()}
+limit_threads(1)
+import scipy.linalg  # its own OpenBLAS, loaded after the limit
+after = threadpool_info()
+print("BEFORE", max(before.values()))
+print("POOLS", sorted({p["internal_api"] for p in after}), len(after) > len(before))
+print("THREADS", sorted({p["num_threads"] for p in after}), torch.get_num_threads())
+"""
+    env = {**os.environ, "PYTHONPATH": str(Path(metapinn.__file__).parents[1])}
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.pop(var, None)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, check=False)
+    assert run.returncode == 0, run.stderr
+    assert f"BEFORE {os.cpu_count()}" in run.stdout  # the default: a thread per core
+    assert "'openblas'" in run.stdout and "True" in run.stdout  # SciPy's pool came later
+    assert "THREADS [1] 1" in run.stdout, run.stdout
+
+
 def test_scratch_lbfgs_adapts_with_adam_then_lbfgs(tmp_path):
     """scratch_lbfgs: scratch's initialisation, half of the steps Adam and half L-BFGS
     (the same step grid as scratch); its Adam half is scratch's 10-step Adam run."""

@@ -32,6 +32,10 @@ log = logging.getLogger("metapinn")
 # L-BFGS phases of at least this many iterations compile their loss and gradient (with
 # ``adapt.compile``): the compile (a few seconds) pays from about a thousand evaluations
 LBFGS_COMPILE_FROM = 500
+# a solve with at least this many logged steps (adapt.log_steps()) compiles its evaluation's
+# forward pass (with ``adapt.compile``): 0.4-0.55x the eager time per evaluation on a CPU,
+# for about 0.1-1 s at its first call with a warm cache (benchmarks/eval_cost.py)
+EVAL_COMPILE_FROM = 50
 
 LossFn = Callable[[Params], dict[str, torch.Tensor]]
 BatchLossFn = Callable[[Params, TaskData], dict[str, torch.Tensor]]
@@ -221,10 +225,15 @@ def _now(like: torch.Tensor) -> float:
 # ----- evaluation against the reference -------------------------------------------------
 class Evaluator:
     """u_rel_l2 on the reference grid (every ``stride``-th node along each axis) and the
-    coefficient errors of a parameter dict."""
+    coefficient errors of a parameter dict.
+
+    With ``compile`` the forward pass over the grid is one ``torch.compile``d function
+    (compiled at the first call, which :attr:`compile_time` records; every evaluator of a
+    process shares the graph of a family and grid). Where compiling fails it warns and
+    evaluates eagerly."""
 
     def __init__(self, pde: PDEFamily, task: Task, dtype=torch.float32, device="cpu",
-                 stride: int = 1):
+                 stride: int = 1, compile: bool = False):
         if stride < 1:
             raise ValueError(f"stride must be ≥ 1, got {stride}")
         self.pde, self.task = pde, task
@@ -234,10 +243,32 @@ class Evaluator:
                                       device=device)
         self.u_ref = task.u_ref[::stride, ::stride].ravel()
         self.u_norm = float(np.linalg.norm(self.u_ref))
+        self._compiled = (torch.compile(solution, fullgraph=True, dynamic=False) if compile
+                          else None)
+        self._first = compile
+        self.compile_time = 0.0
+
+    def _u(self, params: Params) -> torch.Tensor:
+        if self._compiled is None:
+            return solution(params, self.points, self.pde)
+        if not self._first:
+            return self._compiled(params, self.points, self.pde)
+        self._first = False
+        t0 = _now(self.points)
+        try:
+            with compile_limit():
+                u = self._compiled(params, self.points, self.pde)
+        except Exception as err:  # noqa: BLE001 - whatever the backend raises, eager works
+            warn_compile_failed(err, "evaluating eagerly")
+            self._compiled = None
+            return solution(params, self.points, self.pde)
+        self.compile_time = _now(self.points) - t0
+        return u
 
     @torch.no_grad()
     def __call__(self, params: Params) -> dict[str, np.ndarray | float]:
-        u = solution(params, self.points, self.pde).double().cpu().numpy()
+        # detached: the same graph whether or not the caller's tensors require grad
+        u = self._u({k: v.detach() for k, v in params.items()}).double().cpu().numpy()
         theta = self.pde.from_param(params["coef"].detach().double().cpu().numpy())
         return {
             "u_rel_l2": float(np.linalg.norm(u - self.u_ref) / self.u_norm),

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from .adapt import AdaptResult, Evaluator, adapt, adapt_batch, adapt_history
+from .adapt import EVAL_COMPILE_FROM, AdaptResult, Evaluator, adapt, adapt_batch, adapt_history
 from .loss import loss_parts
 from .meta import method_settings
 from .meta.base import Initialiser, load_init
@@ -68,10 +68,13 @@ def _lr_scale(init_fn) -> dict | None:
 
 def evaluator(rc: RunConfig, task: Task) -> Evaluator | None:
     """Errors against the task's reference (on every ``adapt.eval_stride``-th node), or
-    ``None`` where the task has none (a researcher's own data)."""
+    ``None`` where the task has none (a researcher's own data). Its forward pass is
+    compiled with ``adapt.compile`` where a solve logs at least
+    :data:`~metapinn.adapt.EVAL_COMPILE_FROM` steps."""
     if not task.u_ref.size:
         return None
-    return Evaluator(rc.pde, task, rc.dtype, rc.device, rc.adapt.eval_stride)
+    compile_ = rc.adapt.compile and len(rc.adapt.log_steps()) >= EVAL_COMPILE_FROM
+    return Evaluator(rc.pde, task, rc.dtype, rc.device, rc.adapt.eval_stride, compile_)
 
 
 def solve_task(rc: RunConfig, task: Task, init_fn, label: str = "",
@@ -91,7 +94,7 @@ def solve_task(rc: RunConfig, task: Task, init_fn, label: str = "",
     evaluate = evaluator(rc, task)
     result = adapt(params0, lambda p: loss_parts(p, data, rc.pde, rc.weights), rc.adapt,
                    evaluate=evaluate, label=label, lr_scale=_lr_scale(init_fn))
-    _log_compile(rc, result, label)
+    _log_compile(rc, result, label, [evaluate])
     if strict and result.diverged_at is not None:
         raise FloatingPointError(
             f"{label or rc.pde.name}: the loss or error became non-finite by step "
@@ -126,14 +129,20 @@ def solve_batch(rc: RunConfig, tasks: Sequence[Task], init_fn, lrs: Sequence[flo
     results = adapt_batch(params, partial(loss_parts, pde=rc.pde, weights=rc.weights), datas,
                           rc.adapt, lrs=lrs, evaluate=evaluate, label=label,
                           lr_scale=_lr_scale(init_fn))
-    _log_compile(rc, results[0], label)
+    _log_compile(rc, results[0], label, evaluate)
     return results
 
 
-def _log_compile(rc: RunConfig, result: AdaptResult, label: str) -> None:
-    if result.compile_time > 0.1:  # the first solve of a process compiles the step
+def _log_compile(rc: RunConfig, result: AdaptResult, label: str,
+                 evaluators: Sequence[Evaluator | None] = ()) -> None:
+    # the first solve of a process compiles the step and the evaluation
+    if result.compile_time > 0.1:
         log.info("%s: training step compiled in %.1f s (not counted in wall_time)",
                  label or rc.pde.name, result.compile_time)
+    seconds = sum(e.compile_time for e in evaluators if e is not None)
+    if seconds > 0.1:
+        log.info("%s: evaluation compiled in %.1f s (not counted in wall_time)",
+                 label or rc.pde.name, seconds)
 
 
 def diverged_flags(runs: list[AdaptResult]) -> np.ndarray:

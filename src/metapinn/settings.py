@@ -521,7 +521,8 @@ class Config:
             (default: ``lr_file``).
         dtype: ``float32`` or ``float64``.
         device: ``cpu``, ``cuda[:N]`` or ``auto``.
-        threads: torch threads (0: torch's default).
+        threads: the threads of a command: torch's, and those of the BLAS and OpenMP
+            libraries NumPy and SciPy use (0: the libraries' defaults, one per core).
         results_dir: where ``results/<experiment>/`` lives.
         resume: meta-train: continue from the checkpoint if it fits this configuration.
         budget_scale: meta-train with this multiple of ``experiment.meta_budget`` (the
