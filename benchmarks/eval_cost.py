@@ -5,8 +5,11 @@ Every solve evaluates u_rel_l2 on the reference grid at each logged step (about 
 one thread, the last task of each family; a 300-step solve from scratch gives a
 half-trained network. Printed per family and stride: the grid nodes used, the time of one
 evaluation (median of ``--repeats``), that time in training steps (the eager step, timed
-here the same way), the evaluation's share of a 1,000-step solve, and the relative
-difference of its u_rel_l2 from the full grid's at the half-trained network.
+here the same way), the evaluation's share of a 1,000-step solve, the relative
+difference of its u_rel_l2 from the full grid's at the half-trained network, and the
+compiled evaluation (what a solve with ``adapt.compile`` and at least
+``metapinn.adapt.EVAL_COMPILE_FROM`` logged steps runs): its time, its ratio to the eager
+one, and its first call (compiled in this process; the Inductor cache may be warm).
 
 Usage: python benchmarks/eval_cost.py [--pdes burgers cdr darcy] [--strides 1 2 4]
            [--repeats 15]
@@ -38,6 +41,17 @@ def median_time(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
+def interleaved(a, b, repeats: int) -> tuple[float, float]:
+    """Median times of ``a`` and ``b``, called alternately (the VM's speed drifts)."""
+    times = ([], [])
+    for _ in range(repeats):
+        for fn, out in zip((a, b), times, strict=True):
+            t0 = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t0)
+    return statistics.median(times[0]), statistics.median(times[1])
+
+
 def gradient(params, data, rc) -> None:
     """One eager training step's work: the loss and its gradient."""
     loss = loss_parts(params, data, rc.pde, rc.weights)["total"]
@@ -52,7 +66,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     print(f"{'family':8s} {'stride':>6s} {'nodes':>7s} {'eval ms':>8s} {'= steps':>8s} "
-          f"{'share of solve':>15s} {'u_rel_l2 vs full':>17s}")
+          f"{'share of solve':>15s} {'u_rel_l2 vs full':>17s} {'compiled ms':>12s} "
+          f"{'ratio':>6s} {'first call s':>13s}")
     for name in args.pdes:
         rc = run_config(compose(["experiment=quick", f"pde={name}", "adapt.steps=300",
                                  "adapt.compile=false", "adapt.log_every=300"]))
@@ -66,11 +81,16 @@ def main() -> None:
         full = Evaluator(rc.pde, task, rc.dtype, rc.device)(params)["u_rel_l2"]
         for stride in args.strides:
             ev = Evaluator(rc.pde, task, rc.dtype, rc.device, stride)
-            t_eval = median_time(partial(ev, params), args.repeats)
+            compiled = Evaluator(rc.pde, task, rc.dtype, rc.device, stride, compile=True)
+            compiled(params)  # the first call compiles
+            t_eval, t_compiled = interleaved(partial(ev, params), partial(compiled, params),
+                                             args.repeats)
             share = n_logged * t_eval / (n_logged * t_eval + 1000 * t_step)
             diff = ev(params)["u_rel_l2"] / full - 1
             print(f"{name:8s} {stride:6d} {ev.points.shape[0]:7d} {1e3 * t_eval:8.1f} "
-                  f"{t_eval / t_step:8.1f} {share:15.0%} {diff:+17.2%}", flush=True)
+                  f"{t_eval / t_step:8.1f} {share:15.0%} {diff:+17.2%} "
+                  f"{1e3 * t_compiled:12.1f} {t_compiled / t_eval:6.2f} "
+                  f"{compiled.compile_time:13.2f}", flush=True)
         print(f"{name:8s} eager training step {1e3 * t_step:.1f} ms; {n_logged} logged steps "
               f"per 1,000-step solve")
 

@@ -78,7 +78,9 @@ class AdaptSettings:
             full grid (25,856 nodes for Burgers and CDR, 65,536 for Darcy) costs as much
             as 5–20 training steps on one CPU thread and is repeated at every logged step;
             stride 2 keeps a quarter of the nodes, evenly spread, so the error is the same
-            discrete L2 norm on a grid twice as coarse.
+            discrete L2 norm on a grid twice as coarse. With ``compile`` a solve that logs
+            at least 50 steps (``metapinn.adapt.EVAL_COMPILE_FROM``) compiles this
+            forward pass too (0.5–0.7× the eager time, ``benchmarks/eval_cost.py``).
     """
 
     steps: int = 5000
