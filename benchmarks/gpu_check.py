@@ -30,7 +30,7 @@ from functools import partial
 import numpy as np
 import torch
 
-from metapinn.adapt import Evaluator, adapt, adapt_batch
+from metapinn.adapt import CompiledSolution, Evaluator, adapt, adapt_batch
 from metapinn.config import compose, run_config
 from metapinn.loss import loss_parts
 from metapinn.meta import get_method, method_settings
@@ -53,7 +53,8 @@ def runs(pde: str, device: str, batch: bool, compile: bool):
             for t in tasks]
     inits = [scratch_params(rc, s) for s in range(3)]
     assert all(v.device.type == torch.device(device).type for p in inits for v in p.values())
-    evaluate = [Evaluator(rc.pde, t, rc.dtype, rc.device) for t in tasks]
+    forward = CompiledSolution() if compile else None  # the evaluation compiled too
+    evaluate = [Evaluator(rc.pde, t, rc.dtype, rc.device, forward=forward) for t in tasks]
     loss_fn = partial(loss_parts, pde=rc.pde, weights=rc.weights)
     if batch:
         return adapt_batch(inits, loss_fn, data, rc.adapt, lrs=LRS, evaluate=evaluate)

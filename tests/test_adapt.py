@@ -1,6 +1,7 @@
 """The inner loop: functional optimisers, logging, timing, L-BFGS, differentiability."""
 
 import time
+from dataclasses import replace
 from functools import partial
 
 import numpy as np
@@ -11,6 +12,7 @@ from metapinn.adapt import (
     COMPILED_VARIANTS,
     EVAL_COMPILE_FROM,
     AdaptSettings,
+    CompiledSolution,
     Evaluator,
     Optimizer,
     adapt,
@@ -18,11 +20,11 @@ from metapinn.adapt import (
 )
 from metapinn.config import compose, run_config
 from metapinn.errors import ConfigError
-from metapinn.evaluate import evaluator, solve_task
-from metapinn.loss import solution
+from metapinn.evaluate import compiled_evaluation, solve_task
+from metapinn.loss import loss_parts, solution
 from metapinn.nets import scratch_params
 from metapinn.pdes import FAMILIES
-from metapinn.tasks import TaskSettings, make_task
+from metapinn.tasks import TaskSettings, make_task, task_tensors
 
 
 def _quadratic():
@@ -453,48 +455,84 @@ def _numpy_u(params, points: np.ndarray, bounds, darcy: bool) -> np.ndarray:
 @pytest.mark.parametrize("name", ["burgers", "cdr", "darcy"])
 def test_compiled_evaluation_gives_the_error_of_the_network(name, caplog):
     """The compiled evaluation's u_rel_l2 equals one computed in NumPy from the grid's
-    coordinates (float64, 1e-10), for parameters with and without requires_grad, with one
-    graph for both (no recompile) and its first call timed."""
+    coordinates (float64, 1e-10), for parameters with and without requires_grad and for
+    a second task's evaluator with parameters sliced from a stack (as ``adapt_batch``
+    hands them out): one graph for all (no recompile), its first call timed."""
     rc = run_config(compose([f"pde={name}", "model.hidden=[16,16]", "dtype=float64"]))
-    task = make_task(rc.pde, 1, TaskSettings(n_obs=100))
-    params = scratch_params(rc, 3)
-    ev = Evaluator(rc.pde, task, rc.dtype, compile=True)
+    tasks = [make_task(rc.pde, i, TaskSettings(n_obs=100)) for i in (1, 2)]
+    forward = CompiledSolution()
+    evs = [Evaluator(rc.pde, t, rc.dtype, forward=forward) for t in tasks]
+    params = [scratch_params(rc, 3), scratch_params(rc, 4)]
     g, (d0, d1) = rc.pde.grid(), rc.pde.grid_dims
     c0, c1 = np.meshgrid(g[d0], g[d1], indexing="ij")
     cols = {d0: c0.ravel(), d1: c1.ravel()}
     pts = np.stack([cols[k] for k in rc.pde.inputs], axis=1)
-    u = _numpy_u(params, pts, rc.pde.bounds, darcy=name == "darcy")
-    ref = task.u_ref.ravel()
-    expected = np.linalg.norm(u - ref) / np.linalg.norm(ref)
+    expected = []
+    for p, t in zip(params, tasks, strict=True):
+        u = _numpy_u(p, pts, rc.pde.bounds, darcy=name == "darcy")
+        expected.append(np.linalg.norm(u - t.u_ref.ravel()) / np.linalg.norm(t.u_ref))
     with caplog.at_level("WARNING", logger="metapinn"):
-        first = ev(params)["u_rel_l2"]
-        assert ev.compile_time > 0
-        live = {k: v.clone().requires_grad_(True) for k, v in params.items()}
+        first = evs[0](params[0])["u_rel_l2"]
+        assert forward.compiled and forward.compile_time > 0
+        live = {k: v.clone().requires_grad_(True) for k, v in params[0].items()}
+        stacked = {k: torch.stack([p[k] for p in params]) for k in params[0]}
         with torch._dynamo.config.patch(error_on_recompile=True):
-            second = ev(live)["u_rel_l2"]
+            second = evs[0](live)["u_rel_l2"]
+            other = evs[1]({k: v[1] for k, v in stacked.items()})["u_rel_l2"]
     assert "torch.compile failed" not in caplog.text
-    assert first == pytest.approx(expected, rel=1e-10)
-    assert second == pytest.approx(expected, rel=1e-10)
+    assert first == pytest.approx(expected[0], rel=1e-10)
+    assert second == pytest.approx(expected[0], rel=1e-10)
+    assert other == pytest.approx(expected[1], rel=1e-10)
+    assert expected[0] != pytest.approx(expected[1], rel=1e-3)
+
+
+def _broken_compile(*args, **kwargs):
+    def fails(*a, **k):
+        raise RuntimeError("no C++ compiler\nmore detail")
+    return fails
 
 
 def test_an_evaluation_that_cannot_compile_warns_once_and_runs_eagerly(monkeypatch, caplog):
-    """Where torch.compile fails, the evaluator warns once and evaluates eagerly: the same
-    errors as an evaluator built without compiling."""
-    def broken(*args, **kwargs):
-        def fails(*a, **k):
-            raise RuntimeError("no C++ compiler\nmore detail")
-        return fails
+    """Where torch.compile fails, the evaluators sharing a compiled forward pass warn once
+    in all and evaluate eagerly: the errors of evaluators built without compiling."""
+    monkeypatch.setattr("metapinn.adapt.torch.compile", _broken_compile)
+    rc = run_config(compose(["pde=burgers", "model.hidden=[8]", "dtype=float64"]))
+    tasks = [make_task(rc.pde, i, TaskSettings(n_obs=50)) for i in (0, 1)]
+    params = scratch_params(rc, 0)
+    forward = CompiledSolution()
+    with caplog.at_level("WARNING", logger="metapinn"):
+        got = [Evaluator(rc.pde, t, rc.dtype, forward=forward)(params)["u_rel_l2"]
+               for t in tasks for _ in range(2)]
+    assert caplog.text.count("torch.compile failed (RuntimeError: no C++ compiler)") == 1
+    assert "evaluating eagerly" in caplog.text
+    assert not forward.compiled and forward.compile_time == 0
+    eager = [Evaluator(rc.pde, t, rc.dtype)(params)["u_rel_l2"] for t in tasks]
+    assert got == [eager[0], eager[0], eager[1], eager[1]]
 
-    monkeypatch.setattr("metapinn.adapt.torch.compile", broken)
+
+def test_a_step_that_cannot_compile_keeps_the_evaluation_eager(monkeypatch, caplog):
+    """A solve whose training step failed to compile does not try the evaluation's
+    compile too (one warning, not two), and logs the eager errors."""
     rc = run_config(compose(["pde=burgers", "model.hidden=[8]", "dtype=float64"]))
     task = make_task(rc.pde, 0, TaskSettings(n_obs=50))
     params = scratch_params(rc, 0)
-    ev = Evaluator(rc.pde, task, rc.dtype, compile=True)
+    data = task_tensors(rc.pde, task, 64, 16, 0, rc.dtype, "cpu")
+
+    def leaky(p):  # data-dependent Python control flow: no full graph
+        if float(p["coef"].detach().sum()) > 1e9:
+            return {"total": p["coef"].sum()}
+        return loss_parts(p, data, rc.pde, rc.weights)
+
+    forward = CompiledSolution()
+    s = AdaptSettings(steps=4, lr=1e-3, log_every=2, compile=True)
     with caplog.at_level("WARNING", logger="metapinn"):
-        got = [ev(params)["u_rel_l2"] for _ in range(3)]
-    assert caplog.text.count("torch.compile failed (RuntimeError: no C++ compiler)") == 1
-    assert "evaluating eagerly" in caplog.text and ev.compile_time == 0
-    assert got == [Evaluator(rc.pde, task, rc.dtype)(params)["u_rel_l2"]] * 3
+        r = adapt(params, leaky, s, evaluate=Evaluator(rc.pde, task, rc.dtype,
+                                                       forward=forward))
+    assert caplog.text.count("torch.compile failed") == 1 and r.compile_failed
+    assert not forward.compiled
+    eager = adapt(params, leaky, replace(s, compile=False),
+                  evaluate=Evaluator(rc.pde, task, rc.dtype))
+    assert [x["u_rel_l2"] for x in r.records] == [x["u_rel_l2"] for x in eager.records]
 
 
 @pytest.mark.parametrize("overrides, n_logged, compiled", [
@@ -509,9 +547,8 @@ def test_solves_compile_their_evaluation_where_it_pays(overrides, n_logged, comp
     logged steps per solve (short runs' few evaluations stay eager)."""
     assert EVAL_COMPILE_FROM == 50
     rc = run_config(compose(["experiment=quick", "pde=burgers", *overrides]))
-    task = make_task(rc.pde, 0, TaskSettings(n_obs=10))
     assert len(rc.adapt.log_steps()) == n_logged
-    assert (evaluator(rc, task)._compiled is not None) == compiled
+    assert isinstance(compiled_evaluation(rc), CompiledSolution) == compiled
 
 
 def test_eval_stride_must_be_positive():

@@ -1,5 +1,6 @@
 """The Hydra CLI: clear errors before any work, and the commands' outputs."""
 
+import json
 import os
 import subprocess
 import sys
@@ -209,22 +210,35 @@ def test_help_and_the_light_commands_import_neither_torch_hydra_nor_matplotlib(t
     assert (tmp_path / "speedup.md").read_text().count("| burgers | test |") == 2
 
 
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one CPU: nothing to bound")
 def test_threads_bounds_every_thread_pool_of_a_command():
-    """threads=1 limits torch and the BLAS/OpenMP pools NumPy and torch loaded, and SciPy's
-    OpenBLAS loaded afterwards; an OpenBLAS left at one thread per core busy-waits after
-    each call and took a second core from a one-thread job (a fresh interpreter, so that
-    this process keeps its pools)."""
+    """A command run with threads=1 runs with torch and every BLAS/OpenMP pool at one
+    thread, SciPy's BLAS imported inside it included; afterwards the pools, torch and the
+    environment are as before (a fresh interpreter, so that this one keeps its pools).
+    An OpenBLAS left at a thread per core busy-waits after each call."""
     code = """
-import numpy as np, torch
+import json, os
+import numpy, torch
 from threadpoolctl import threadpool_info
-from metapinn.cli import limit_threads
-before = {p["filepath"]: p["num_threads"] for p in threadpool_info()}
-limit_threads(1)
-import scipy.linalg  # its own OpenBLAS, loaded after the limit
-after = threadpool_info()
-print("BEFORE", max(before.values()))
-print("POOLS", sorted({p["internal_api"] for p in after}), len(after) > len(before))
-print("THREADS", sorted({p["num_threads"] for p in after}), torch.get_num_threads())
+import metapinn.cli as cli
+
+def pools():
+    return sorted({p["num_threads"] for p in threadpool_info()})
+
+seen = {"before": pools(), "torch_before": torch.get_num_threads()}
+
+def probe(cfg, rc):
+    import scipy.linalg  # noqa: F401  (its BLAS may be loaded only now)
+    seen.update(inside=pools(), torch_inside=torch.get_num_threads(),
+                env=os.environ.get("OPENBLAS_NUM_THREADS"),
+                apis=sorted({p["user_api"] for p in threadpool_info()}))
+
+cli.COMMANDS["config"] = probe
+seen["code"] = cli.main(["config", "threads=1"])
+numpy_pool = [p for p in threadpool_info() if "numpy" in p["filepath"]]
+seen.update(after=max(p["num_threads"] for p in numpy_pool) if numpy_pool else None,
+            torch_after=torch.get_num_threads(), env_after=os.environ.get("OPENBLAS_NUM_THREADS"))
+print("SEEN", json.dumps(seen))
 """
     env = {**os.environ, "PYTHONPATH": str(Path(metapinn.__file__).parents[1])}
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -232,9 +246,14 @@ print("THREADS", sorted({p["num_threads"] for p in after}), torch.get_num_thread
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=env, check=False)
     assert run.returncode == 0, run.stderr
-    assert f"BEFORE {os.cpu_count()}" in run.stdout  # the default: a thread per core
-    assert "'openblas'" in run.stdout and "True" in run.stdout  # SciPy's pool came later
-    assert "THREADS [1] 1" in run.stdout, run.stdout
+    seen = json.loads(run.stdout.split("SEEN ", 1)[1])
+    assert seen["code"] == 0
+    assert max(seen["before"]) > 1 and seen["torch_before"] > 1  # the libraries' defaults
+    assert "blas" in seen["apis"]
+    assert seen["inside"] == [1] and seen["torch_inside"] == 1 and seen["env"] == "1"
+    assert seen["torch_after"] == seen["torch_before"] and seen["env_after"] is None
+    if seen["after"] is not None:  # NumPy's own BLAS pool, restored
+        assert seen["after"] == max(seen["before"])
 
 
 def test_scratch_lbfgs_adapts_with_adam_then_lbfgs(tmp_path):

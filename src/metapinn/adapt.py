@@ -33,8 +33,10 @@ log = logging.getLogger("metapinn")
 # ``adapt.compile``): the compile (a few seconds) pays from about a thousand evaluations
 LBFGS_COMPILE_FROM = 500
 # a solve with at least this many logged steps (adapt.log_steps()) compiles its evaluation's
-# forward pass (with ``adapt.compile``): 0.4-0.55x the eager time per evaluation on a CPU,
-# for about 0.1-1 s at its first call with a warm cache (benchmarks/eval_cost.py)
+# forward pass (with ``adapt.compile``): 0.48-0.88x the eager time per evaluation on a CPU
+# (the larger the grid, the larger the gain), for 0.06-0.1 s at its first call in a process
+# with a warm Inductor cache and 0.6-2.8 s cold, once per family and run
+# (benchmarks/eval_cost.py)
 EVAL_COMPILE_FROM = 50
 
 LossFn = Callable[[Params], dict[str, torch.Tensor]]
@@ -223,17 +225,47 @@ def _now(like: torch.Tensor) -> float:
 
 
 # ----- evaluation against the reference -------------------------------------------------
+class CompiledSolution:
+    """:func:`metapinn.loss.solution` as one ``torch.compile``d function, compiled at its
+    first call (:attr:`compile_time`), for the evaluators of a solve or of a batch of
+    solves (one graph per family and grid; tensors of equal shapes share it). Where
+    compiling fails it warns once and every later call, for every evaluator sharing it,
+    runs eagerly."""
+
+    def __init__(self):
+        self._fn = torch.compile(solution, fullgraph=True, dynamic=False)
+        self.compiled = False
+        self.compile_time = 0.0
+
+    def stay_eager(self) -> None:
+        """Do not try to compile (the solve's training step already failed to)."""
+        self._fn = None
+
+    def __call__(self, params: Params, points: torch.Tensor, pde: PDEFamily) -> torch.Tensor:
+        if self._fn is None:
+            return solution(params, points, pde)
+        if self.compiled:
+            with compile_limit():
+                return self._fn(params, points, pde)
+        t0 = _now(points)
+        try:
+            with compile_limit():
+                u = self._fn(params, points, pde)
+        except Exception as err:  # noqa: BLE001 - whatever the backend raises, eager works
+            warn_compile_failed(err, "evaluating eagerly")
+            self._fn = None
+            return solution(params, points, pde)
+        self.compile_time, self.compiled = _now(points) - t0, True
+        return u
+
+
 class Evaluator:
     """u_rel_l2 on the reference grid (every ``stride``-th node along each axis) and the
-    coefficient errors of a parameter dict.
-
-    With ``compile`` the forward pass over the grid is one ``torch.compile``d function
-    (compiled at the first call, which :attr:`compile_time` records; every evaluator of a
-    process shares the graph of a family and grid). Where compiling fails it warns and
-    evaluates eagerly."""
+    coefficient errors of a parameter dict; ``forward`` (a :class:`CompiledSolution`)
+    computes u compiled, else eagerly."""
 
     def __init__(self, pde: PDEFamily, task: Task, dtype=torch.float32, device="cpu",
-                 stride: int = 1, compile: bool = False):
+                 stride: int = 1, forward: CompiledSolution | None = None):
         if stride < 1:
             raise ValueError(f"stride must be ≥ 1, got {stride}")
         self.pde, self.task = pde, task
@@ -243,38 +275,27 @@ class Evaluator:
                                       device=device)
         self.u_ref = task.u_ref[::stride, ::stride].ravel()
         self.u_norm = float(np.linalg.norm(self.u_ref))
-        self._compiled = (torch.compile(solution, fullgraph=True, dynamic=False) if compile
-                          else None)
-        self._first = compile
-        self.compile_time = 0.0
-
-    def _u(self, params: Params) -> torch.Tensor:
-        if self._compiled is None:
-            return solution(params, self.points, self.pde)
-        if not self._first:
-            return self._compiled(params, self.points, self.pde)
-        self._first = False
-        t0 = _now(self.points)
-        try:
-            with compile_limit():
-                u = self._compiled(params, self.points, self.pde)
-        except Exception as err:  # noqa: BLE001 - whatever the backend raises, eager works
-            warn_compile_failed(err, "evaluating eagerly")
-            self._compiled = None
-            return solution(params, self.points, self.pde)
-        self.compile_time = _now(self.points) - t0
-        return u
+        self.forward = forward or solution
 
     @torch.no_grad()
     def __call__(self, params: Params) -> dict[str, np.ndarray | float]:
         # detached: the same graph whether or not the caller's tensors require grad
-        u = self._u({k: v.detach() for k, v in params.items()}).double().cpu().numpy()
-        theta = self.pde.from_param(params["coef"].detach().double().cpu().numpy())
+        params = {k: v.detach() for k, v in params.items()}
+        u = self.forward(params, self.points, self.pde).double().cpu().numpy()
+        theta = self.pde.from_param(params["coef"].double().cpu().numpy())
         return {
             "u_rel_l2": float(np.linalg.norm(u - self.u_ref) / self.u_norm),
             "coef": theta,
             "coef_rel_err": self.pde.coef_errors(theta, self.task.coefficients),
         }
+
+
+def _stay_eager(evaluators) -> None:
+    """Keep these evaluators eager: the step just failed to compile (the same toolchain
+    would fail again and warn twice)."""
+    for e in evaluators:
+        if isinstance(e, Evaluator) and isinstance(e.forward, CompiledSolution):
+            e.forward.stay_eager()
 
 
 @dataclass
@@ -384,6 +405,8 @@ def adapt(params: Params, loss_fn: LossFn, settings: AdaptSettings, *,
                 (cur, moments, scalar(size), scalar(c2)), cur[0])
             fused = compiled if ok is not None else None
         result.compile_failed = fused is None
+        if result.compile_failed:
+            _stay_eager([evaluate])
     for step in range(settings.steps):
         t0 = _now(cur[0])
         prev = cur
@@ -546,6 +569,8 @@ def adapt_batch(params: Sequence[Params], loss_fn: BatchLossFn, data: Sequence[T
             cur[0])
         for r in results:
             r.compile_time = seconds
+        if not seconds:  # compiling failed (warned): the evaluations stay eager too
+            _stay_eager(evaluate)
 
     def task(tensors, i):
         return {k: t[i] for k, t in zip(names, tensors, strict=True)}

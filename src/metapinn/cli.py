@@ -20,6 +20,7 @@ import argparse
 import logging
 import os
 import sys
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -452,22 +453,39 @@ COMMANDS = {"generate-tasks": cmd_generate_tasks, "tune-lr": cmd_tune_lr, "solve
             "identify": cmd_identify, "config": cmd_config, "classical": cmd_classical}
 
 
-def limit_threads(n: int) -> None:
-    """Run this process on ``n`` threads: torch's pool and every BLAS and OpenMP pool loaded
-    (NumPy's and SciPy's OpenBLAS, torch's OpenMP), for the rest of the process.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
-    Bounding torch alone is not enough: NumPy's OpenBLAS starts a thread per core at its
-    first large call (``np.linalg.norm`` of an evaluation) and that thread busy-waits after
-    every call, so a one-thread adaptation job used 1.6 cores (23.6 s of CPU in 14.8 s),
-    taking the core of a second job beside it (or sharing the one core SLURM gave it).
-    Libraries loaded later (SciPy's OpenBLAS at its first import) read the environment."""
+
+@contextmanager
+def limit_threads(n: int):
+    """Run the block on ``n`` threads: torch's pool and every BLAS and OpenMP pool loaded
+    (NumPy's and SciPy's OpenBLAS, torch's OpenMP); libraries loaded inside the block
+    (SciPy's OpenBLAS at its first import) read ``OMP_NUM_THREADS``,
+    ``OPENBLAS_NUM_THREADS`` and ``MKL_NUM_THREADS``, set for the block. Afterwards the
+    pools, torch's thread count and the environment are as before.
+
+    Bounding torch alone is not enough where nothing else bounds the libraries (a command
+    run by hand, a script; Snakemake's shell jobs export those variables themselves):
+    NumPy's OpenBLAS starts a thread per core at its first large call (the evaluation's
+    ``np.linalg.norm``) and that thread busy-waits after every call, so a one-thread
+    adaptation job run by hand used 1.6 cores (25.6 s of CPU in 16.1 s of wall time)."""
     import torch
     from threadpoolctl import threadpool_limits
 
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(n)
-    threadpool_limits(limits=n)
-    torch.set_num_threads(n)
+    saved_env = {v: os.environ.get(v) for v in THREAD_VARIABLES}
+    saved_torch = torch.get_num_threads()
+    os.environ.update({v: str(n) for v in THREAD_VARIABLES})
+    try:
+        with threadpool_limits(limits=n):
+            torch.set_num_threads(n)
+            yield
+    finally:
+        torch.set_num_threads(saved_torch)
+        for var, value in saved_env.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
 
 
 def _run(command: str, rest: list[str], directory: str | None = None) -> int:
@@ -477,9 +495,8 @@ def _run(command: str, rest: list[str], directory: str | None = None) -> int:
 
             cfg = compose(rest, directory)
             rc = run_config(cfg, command if command in DIGEST_KEYS else None)
-            if rc.threads > 0:
-                limit_threads(rc.threads)
-            COMMANDS[command](cfg, rc)
+            with limit_threads(rc.threads) if rc.threads > 0 else nullcontext():
+                COMMANDS[command](cfg, rc)
         elif command in PLAIN_COMMANDS:
             run_plain(command, rest)
         else:

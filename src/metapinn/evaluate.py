@@ -18,7 +18,15 @@ import numpy as np
 import torch
 import xarray as xr
 
-from .adapt import EVAL_COMPILE_FROM, AdaptResult, Evaluator, adapt, adapt_batch, adapt_history
+from .adapt import (
+    EVAL_COMPILE_FROM,
+    AdaptResult,
+    CompiledSolution,
+    Evaluator,
+    adapt,
+    adapt_batch,
+    adapt_history,
+)
 from .loss import loss_parts
 from .meta import method_settings
 from .meta.base import Initialiser, load_init
@@ -66,15 +74,23 @@ def _lr_scale(init_fn) -> dict | None:
     return init_fn.lr_scale if isinstance(init_fn, Initialiser) else None
 
 
-def evaluator(rc: RunConfig, task: Task) -> Evaluator | None:
+def evaluator(rc: RunConfig, task: Task,
+              forward: CompiledSolution | None = None) -> Evaluator | None:
     """Errors against the task's reference (on every ``adapt.eval_stride``-th node), or
-    ``None`` where the task has none (a researcher's own data). Its forward pass is
-    compiled with ``adapt.compile`` where a solve logs at least
-    :data:`~metapinn.adapt.EVAL_COMPILE_FROM` steps."""
+    ``None`` where the task has none (a researcher's own data); ``forward`` computes u
+    (eagerly without)."""
     if not task.u_ref.size:
         return None
-    compile_ = rc.adapt.compile and len(rc.adapt.log_steps()) >= EVAL_COMPILE_FROM
-    return Evaluator(rc.pde, task, rc.dtype, rc.device, rc.adapt.eval_stride, compile_)
+    return Evaluator(rc.pde, task, rc.dtype, rc.device, rc.adapt.eval_stride, forward)
+
+
+def compiled_evaluation(rc: RunConfig) -> CompiledSolution | None:
+    """The compiled forward pass for the evaluators of a solve or a batch: with
+    ``adapt.compile`` where a solve logs at least :data:`~metapinn.adapt.EVAL_COMPILE_FROM`
+    steps, else ``None`` (eager)."""
+    if rc.adapt.compile and len(rc.adapt.log_steps()) >= EVAL_COMPILE_FROM:
+        return CompiledSolution()
+    return None
 
 
 def solve_task(rc: RunConfig, task: Task, init_fn, label: str = "",
@@ -91,10 +107,11 @@ def solve_task(rc: RunConfig, task: Task, init_fn, label: str = "",
     data = task_tensors(rc.pde, task, rc.n_collocation, rc.n_boundary, rc.seed, rc.dtype,
                         rc.device, collocation=collocation)
     params0 = init_fn(data) if callable(init_fn) else init_fn
-    evaluate = evaluator(rc, task)
+    forward = compiled_evaluation(rc)
     result = adapt(params0, lambda p: loss_parts(p, data, rc.pde, rc.weights), rc.adapt,
-                   evaluate=evaluate, label=label, lr_scale=_lr_scale(init_fn))
-    _log_compile(rc, result, label, [evaluate])
+                   evaluate=evaluator(rc, task, forward), label=label,
+                   lr_scale=_lr_scale(init_fn))
+    _log_compile(rc, result, label, forward)
     if strict and result.diverged_at is not None:
         raise FloatingPointError(
             f"{label or rc.pde.name}: the loss or error became non-finite by step "
@@ -124,25 +141,25 @@ def solve_batch(rc: RunConfig, tasks: Sequence[Task], init_fn, lrs: Sequence[flo
     datas = [task_tensors(rc.pde, t, rc.n_collocation, rc.n_boundary, rc.seed, rc.dtype,
                           rc.device) for t in tasks]
     params = [init_fn(d) if callable(init_fn) else init_fn for d in datas]
-    evaluate = [evaluator(rc, t) for t in tasks]
+    forward = compiled_evaluation(rc)
+    evaluate = [evaluator(rc, t, forward) for t in tasks]
     log.info("%s: adapting %d runs at once (adapt.batch)", label or rc.pde.name, len(tasks))
     results = adapt_batch(params, partial(loss_parts, pde=rc.pde, weights=rc.weights), datas,
                           rc.adapt, lrs=lrs, evaluate=evaluate, label=label,
                           lr_scale=_lr_scale(init_fn))
-    _log_compile(rc, results[0], label, evaluate)
+    _log_compile(rc, results[0], label, forward)
     return results
 
 
 def _log_compile(rc: RunConfig, result: AdaptResult, label: str,
-                 evaluators: Sequence[Evaluator | None] = ()) -> None:
+                 forward: CompiledSolution | None) -> None:
     # the first solve of a process compiles the step and the evaluation
     if result.compile_time > 0.1:
         log.info("%s: training step compiled in %.1f s (not counted in wall_time)",
                  label or rc.pde.name, result.compile_time)
-    seconds = sum(e.compile_time for e in evaluators if e is not None)
-    if seconds > 0.1:
+    if forward is not None and forward.compile_time > 0.1:
         log.info("%s: evaluation compiled in %.1f s (not counted in wall_time)",
-                 label or rc.pde.name, seconds)
+                 label or rc.pde.name, forward.compile_time)
 
 
 def diverged_flags(runs: list[AdaptResult]) -> np.ndarray:

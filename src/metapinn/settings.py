@@ -80,7 +80,8 @@ class AdaptSettings:
             stride 2 keeps a quarter of the nodes, evenly spread, so the error is the same
             discrete L2 norm on a grid twice as coarse. With ``compile`` a solve that logs
             at least 50 steps (``metapinn.adapt.EVAL_COMPILE_FROM``) compiles this
-            forward pass too (0.5–0.7× the eager time, ``benchmarks/eval_cost.py``).
+            forward pass too (0.48–0.88× the eager time, the larger grids gaining more:
+            ``benchmarks/eval_cost.py``).
     """
 
     steps: int = 5000
@@ -524,7 +525,8 @@ class Config:
         dtype: ``float32`` or ``float64``.
         device: ``cpu``, ``cuda[:N]`` or ``auto``.
         threads: the threads of a command: torch's, and those of the BLAS and OpenMP
-            libraries NumPy and SciPy use (0: the libraries' defaults, one per core).
+            libraries NumPy and SciPy use, for the command's duration (0: the libraries'
+            defaults, one per core).
         results_dir: where ``results/<experiment>/`` lives.
         resume: meta-train: continue from the checkpoint if it fits this configuration.
         budget_scale: meta-train with this multiple of ``experiment.meta_budget`` (the
