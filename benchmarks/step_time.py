@@ -38,7 +38,8 @@ What is timed
 Floor
     The matmuls of one Taylor-mode step (forward: the value stream through the first layer,
     then K stacked streams through every further layer, K = 1 value + first-order +
-    second-order streams as in ``mlp_derivatives``; the plain forward pass of the boundary
+    second-order streams + the operator's stream as the loss calls ``mlp_derivatives``
+    (Burgers: u, u_x and u_t − ν u_xx, K = 3); the plain forward pass of the boundary
     and observation points; backward: every matmul's weight gradient, and its input gradient
     except in the first layer) run back to back as bare ``torch.mm`` of the same shapes and
     layouts. ``× floor`` is a variant's time over that one. The analytic matmul FLOPs are
@@ -310,11 +311,16 @@ def compiled_step(prob: Problem, ref) -> Variant:
 
 # ----- the matmul floor ------------------------------------------------------------------
 def n_streams(pde: PDEFamily) -> int:
-    """K of ``mlp_derivatives``: the value, the distinct first-order and the second-order
-    streams."""
-    multi = [parse_derivative(name, pde.inputs) for name in pde.derivatives]
-    firsts = {m[0] for m in multi if len(m) == 1} | {i for m in multi if len(m) == 2 for i in m}
-    return 1 + len(firsts) + len({m for m in multi if len(m) == 2})
+    """K of ``mlp_derivatives`` as the loss calls it: the value, the distinct first-order
+    and second-order streams of the derivatives outside the family's operator, the
+    first-order streams its second-order terms need, and the operator's own stream."""
+    theta = torch.ones(len(pde.coefficients))
+    op = pde.operator(theta) or {}
+    multi = [parse_derivative(name, pde.inputs) for name in pde.derivatives if name not in op]
+    op_multi = [parse_derivative(name, pde.inputs) for name in op]
+    firsts = ({m[0] for m in multi if len(m) == 1}
+              | {i for m in (*multi, *op_multi) if len(m) == 2 for i in m})
+    return 1 + len(firsts) + len({m for m in multi if len(m) == 2}) + bool(op)
 
 
 def step_matmuls(prob: Problem) -> list[tuple[str, int, int, int]]:

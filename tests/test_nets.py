@@ -132,3 +132,78 @@ def test_ansatz_product_rule_equals_autograd():
         assert torch.allclose(ours[k], v, rtol=0, atol=1e-10), k
     edge = torch.tensor([[0.0, 0.3], [1.0, 0.7], [0.2, 0.0], [0.9, 1.0]], dtype=torch.float64)
     assert solution(p, edge, pde).abs().max() == 0  # u = 0 on ∂Ω exactly
+
+
+@pytest.mark.parametrize("widths", [(2, 8, 1), (2, 12, 12, 12, 1)])
+@pytest.mark.parametrize("operator", [
+    {"u_t": 1.0, "u_xx": -0.3},                 # Burgers' u_t − ν u_xx
+    {"u_t": 1.0, "u_x": 2.5, "u_xx": -0.7},     # CDR's u_t + β u_x − ν u_xx
+    {"u_xx": 1.0, "u_tt": 1.0},                 # a Laplacian: second order only
+    {"u_xt": 1.5, "u_x": -1.0},                 # a mixed second derivative
+])
+def test_operator_stream_equals_autograd(widths, operator):
+    """L u = Σ c_k ∂_k u propagated as one stream equals the same sum of autograd's
+    derivatives (float64), with the individually requested ones unchanged, and its
+    gradient in a coefficient (a 0-d tensor, as an unknown ν is) is the autograd one."""
+    p, X = _params(widths), _points()
+    ref = _autograd_derivatives(p, X)
+    coef = {k: torch.tensor(c, dtype=torch.float64, requires_grad=True)
+            for k, c in operator.items()}
+    ours = mlp_derivatives(p, X, BOUNDS, ("x", "t"), ("u_x",), coef)
+    expected = sum(c * ref[k] for k, c in coef.items())
+    assert set(ours) == {"u", "u_x", "Lu"}
+    assert torch.allclose(ours["Lu"], expected, rtol=0, atol=1e-10)
+    assert torch.allclose(ours["u_x"], ref["u_x"], rtol=0, atol=1e-10)
+    k0 = next(iter(coef))
+    g_ours = torch.autograd.grad(ours["Lu"].square().sum(), coef[k0])[0]
+    g_ref = torch.autograd.grad(expected.square().sum(), coef[k0])[0]
+    assert torch.allclose(g_ours, g_ref, rtol=1e-10)
+
+
+def test_operator_stream_through_the_ansatz_equals_autograd():
+    """Darcy's u = g·N: L u = Δu from the operator stream and the product rule equals
+    autograd's u_xx + u_yy, and the residual from it equals the residual from the
+    individual derivatives."""
+    from metapinn.loss import solution, solution_derivatives
+    from metapinn.pdes import get_pde
+
+    pde = get_pde("darcy")
+    p = init_mlp((2, 10, 10, 1), torch.Generator().manual_seed(4), torch.float64)
+    X = torch.rand(30, 2, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    theta = torch.tensor([0.3, -0.5, 0.8, 0.1], dtype=torch.float64)[:len(pde.coefficients)]
+    ours = solution_derivatives(p, X, pde, pde.operator(theta))
+    assert set(ours) == {"u", "u_x", "u_y", "Lu"}  # no u_xx, u_yy of their own
+    Xg = X.clone().requires_grad_(True)
+    u = solution(p, Xg, pde)
+    g1 = torch.autograd.grad(u.sum(), Xg, create_graph=True)[0]
+    gx = torch.autograd.grad(g1[:, 0].sum(), Xg, create_graph=True)[0]
+    gy = torch.autograd.grad(g1[:, 1].sum(), Xg, create_graph=True)[0]
+    assert torch.allclose(ours["Lu"], gx[:, 0] + gy[:, 1], rtol=0, atol=1e-10)
+    each = solution_derivatives(p, X, pde)
+    assert torch.allclose(pde.residual(ours, theta, X), pde.residual(each, theta, X),
+                          rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["burgers", "cdr", "darcy"])
+def test_loss_residual_term_equals_the_residual_of_autograd_derivatives(name):
+    """The loss's residual term (operator stream, Taylor mode) equals mean R² with R
+    from autograd's derivatives of the network's u, each family (float64)."""
+    from metapinn.config import compose, run_config
+    from metapinn.loss import loss_parts, solution
+    from metapinn.nets import scratch_params
+    from metapinn.tasks import make_task, task_tensors
+
+    rc = run_config(compose([f"pde={name}", "dtype=float64", "model.hidden=[10,10]"]))
+    data = task_tensors(rc.pde, make_task(rc.pde, 0, rc.tasks), 64, 16, 0, torch.float64)
+    p = scratch_params(rc, 2)
+    p["coef"] = p["coef"] + 0.2
+    X = data["colloc"].clone().requires_grad_(True)
+    u = solution(p, X, rc.pde)
+    g1 = torch.autograd.grad(u.sum(), X, create_graph=True)[0]
+    g2 = [torch.autograd.grad(g1[:, i].sum(), X, create_graph=True)[0] for i in range(2)]
+    a, b = rc.pde.inputs
+    d = {"u": u, f"u_{a}": g1[:, 0], f"u_{b}": g1[:, 1], f"u_{a}{a}": g2[0][:, 0],
+         f"u_{b}{b}": g2[1][:, 1]}
+    r = rc.pde.residual(d, rc.pde.from_param(p["coef"]), X)
+    ours = loss_parts(p, data, rc.pde, rc.weights)["residual"]
+    assert float(ours) == pytest.approx(float((r * r).mean()), rel=1e-11)

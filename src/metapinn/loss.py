@@ -27,17 +27,23 @@ def solution(params: Params, points: torch.Tensor, pde: PDEFamily) -> torch.Tens
     return u if g is None else g["u"] * u
 
 
-def solution_derivatives(params: Params, points: torch.Tensor,
-                         pde: PDEFamily) -> dict[str, torch.Tensor]:
+def solution_derivatives(params: Params, points: torch.Tensor, pde: PDEFamily,
+                         operator: dict[str, torch.Tensor | float] | None = None
+                         ) -> dict[str, torch.Tensor]:
     """u and the input derivatives the residual needs, with the product rule applied to
-    u = g·N where the family has an ansatz factor g (:meth:`PDEFamily.ansatz`)."""
+    u = g·N where the family has an ansatz factor g (:meth:`PDEFamily.ansatz`). With
+    ``operator`` (:meth:`PDEFamily.operator`) its L u is ``"Lu"`` and the derivatives it
+    covers are not computed one by one."""
+    names = tuple(n for n in pde.derivatives if n not in (operator or {}))
     g = pde.ansatz(points)
     if g is None:
-        return mlp_derivatives(params, points, pde.bounds, pde.inputs, pde.derivatives)
-    multi = {n: parse_derivative(n, pde.inputs) for n in pde.derivatives}
-    firsts = {f"u_{pde.inputs[i]}" for m in multi.values() for i in m}
+        return mlp_derivatives(params, points, pde.bounds, pde.inputs, names, operator)
+    multi = {n: parse_derivative(n, pde.inputs) for n in names}
+    op = {n: parse_derivative(n, pde.inputs) for n in (operator or {})}
+    firsts = {f"u_{pde.inputs[i]}" for m in (*multi.values(), *op.values()) if len(m) == 2
+              for i in m}
     n = mlp_derivatives(params, points, pde.bounds, pde.inputs,
-                        tuple(sorted(set(pde.derivatives) | firsts)))
+                        tuple(sorted(set(names) | firsts)), operator)
     out = {"u": g["u"] * n["u"]}
     for name, m in multi.items():
         if len(m) == 1:
@@ -46,6 +52,14 @@ def solution_derivatives(params: Params, points: torch.Tensor,
             di, dj = f"u_{pde.inputs[m[0]]}", f"u_{pde.inputs[m[1]]}"
             out[name] = (g[name] * n["u"] + g[di] * n[dj] + g[dj] * n[di]
                          + g["u"] * n[name])
+    if operator:  # L(gN) = g LN + N Lg + Σ_(i,j) c_ij (∂_i g ∂_j N + ∂_j g ∂_i N)
+        lg = [c * g[name] for name, c in operator.items()]
+        lu = g["u"] * n["Lu"] + n["u"] * sum(lg[1:], lg[0])
+        for name, m in op.items():
+            if len(m) == 2:
+                di, dj = f"u_{pde.inputs[m[0]]}", f"u_{pde.inputs[m[1]]}"
+                lu = lu + operator[name] * (g[di] * n[dj] + g[dj] * n[di])
+        out["Lu"] = lu
     return out
 
 
@@ -62,7 +76,7 @@ def loss_parts(params: Params, data: TaskData, pde: PDEFamily,
     """
     theta = pde.from_param(params["coef"])
     colloc = data["colloc"]
-    d = solution_derivatives(params, colloc, pde)
+    d = solution_derivatives(params, colloc, pde, pde.operator(theta))
     r = pde.residual(d, theta, colloc)
 
     # one plain forward pass for every point that needs only u

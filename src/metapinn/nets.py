@@ -108,8 +108,18 @@ def parse_derivative(name: str, inputs: Sequence[str]) -> tuple[int, ...]:
     return tuple(sorted(idx))
 
 
+def _total(terms: list[torch.Tensor]) -> torch.Tensor:
+    """terms[0] + terms[1] + … (no leading zero)."""
+    out = terms[0]
+    for t in terms[1:]:
+        out = out + t
+    return out
+
+
 def mlp_derivatives(params: Params, points: torch.Tensor, bounds, inputs: Sequence[str],
-                    names: Sequence[str]) -> dict[str, torch.Tensor]:
+                    names: Sequence[str],
+                    operator: dict[str, torch.Tensor | float] | None = None
+                    ) -> dict[str, torch.Tensor]:
     """u and the requested input derivatives by forward (Taylor-mode) propagation.
 
     Args:
@@ -118,18 +128,28 @@ def mlp_derivatives(params: Params, points: torch.Tensor, bounds, inputs: Sequen
         bounds: ``(low, high)`` per input (mapped to [−1, 1] inside the network).
         inputs: input names, e.g. ``("x", "t")``.
         names: derivatives wanted, e.g. ``("u_x", "u_t", "u_xx")``; up to second order.
+        operator: a linear differential operator L u = Σ c_k ∂_k u as ``{derivative name:
+            c_k}`` (scalars, or 0-d tensors such as an unknown coefficient), returned as
+            ``"Lu"``. It is propagated as ONE stream: through a hidden layer h = tanh(z),
+            L h = tanh'(z) L z + tanh''(z) Σ_(i,j) c_ij ∂_i z ∂_j z (the sum over its
+            second-order terms, whose first-order streams ∂_i z are propagated too), so its
+            derivatives need no stream of their own (Burgers: u, u_x and u_t − ν u_xx are 3
+            streams instead of u, u_x, u_t, u_xx).
 
     Returns:
-        ``{"u": (N,), "u_x": (N,), …}``.
+        ``{"u": (N,), "u_x": (N,), …}``, and ``"Lu"`` with ``operator``.
     """
     multi = [parse_derivative(n, inputs) for n in names]
-    firsts = sorted({m[0] for m in multi if len(m) == 1} | {i for m in multi if len(m) == 2
-                                                           for i in m})
+    op = [(parse_derivative(n, inputs), c) for n, c in (operator or {}).items()]
+    op_seconds = [(m, c) for m, c in op if len(m) == 2]
+    firsts = sorted({m[0] for m in multi if len(m) == 1}
+                    | {i for m in multi if len(m) == 2 for i in m}
+                    | {i for m, _ in op_seconds for i in m})
     seconds = sorted({m for m in multi if len(m) == 2})
     pos = {i: k for k, i in enumerate(firsts)}
     ii = [pos[a] for a, _ in seconds]
     jj = [pos[b] for _, b in seconds]
-    n1 = len(firsts)
+    n1, n2 = len(firsts), len(seconds)
 
     z0, scale = _normalise(points, bounds)
     L = n_layers(params)
@@ -138,12 +158,15 @@ def mlp_derivatives(params: Params, points: torch.Tensor, bounds, inputs: Sequen
     N = points.shape[0]
     w, b = params["w0"], params["b0"]
     # first layer: value z0 W^T + b; first derivatives are the constant rows W[:, i]·scale_i
-    # (broadcast over points); second derivatives vanish. Streams are kept as a list of
-    # (N, width) tensors (basic slicing only: no gathers, no zero-filled scatter in backward)
-    # and concatenated into one (K·N, width) matrix product per layer.
+    # (broadcast over points); second derivatives vanish, so L z is its first-order part.
+    # Streams are kept as a list of (N, width) tensors (basic slicing only: no gathers, no
+    # zero-filled scatter in backward) and concatenated into one (K·N, width) matrix
+    # product per layer.
     v = z0 @ w.T + b
     d = [w[:, i] * scale[i] for i in firsts]
     s: list[torch.Tensor] = []
+    op_firsts = [c * (w[:, m[0]] * scale[m[0]]) for m, c in op if len(m) == 1]
+    lz = _total(op_firsts) if op_firsts else None
     for layer in range(1, L):
         t = torch.tanh(v)
         t1 = 1.0 - t * t
@@ -152,14 +175,24 @@ def mlp_derivatives(params: Params, points: torch.Tensor, bounds, inputs: Sequen
         for k, (a, c) in enumerate(zip(ii, jj, strict=True)):
             term = t2 * (d[a] * d[c])
             s_new.append(term + t1 * s[k] if s else term)
+        lh = []
+        if operator:  # L h = tanh' L z + tanh'' Σ c_ij ∂_i z ∂_j z
+            terms = [] if lz is None else [t1 * lz]
+            if op_seconds:
+                terms.append(t2 * _total([c * (d[pos[a]] * d[pos[b_]])
+                                          for (a, b_), c in op_seconds]))
+            lh = [_total(terms)]
         d = [t1 * di for di in d]
         s = s_new
         w, b = params[f"w{layer}"], params[f"b{layer}"]
-        parts = (torch.cat([t, *d, *s], dim=0) @ w.T).split(N)  # split: backward is a cat
+        parts = (torch.cat([t, *d, *s, *lh], dim=0) @ w.T).split(N)  # split: backward is a cat
         v = parts[0] + b
         d = list(parts[1:1 + n1])
-        s = list(parts[1 + n1:])
+        s = list(parts[1 + n1:1 + n1 + n2])
+        lz = parts[1 + n1 + n2] if operator else None
     out = {"u": v[:, 0]}
     for name, m in zip(names, multi, strict=True):
         out[name] = d[pos[m[0]]][:, 0] if len(m) == 1 else s[seconds.index(m)][:, 0]
+    if operator:
+        out["Lu"] = lz[:, 0]
     return out

@@ -154,6 +154,26 @@ class PDEFamily(ABC):
                 space-dependent terms, e.g. Darcy's a(x, y)).
         """
 
+    def operator(self, theta: torch.Tensor) -> dict[str, torch.Tensor | float] | None:
+        """The residual's linear differential part L u = Σ c_k ∂_k u, as ``{derivative
+        name: c_k}`` (names from :attr:`derivatives`, coefficients scalars or 0-d tensors of
+        ``theta``), or ``None``. The loss then propagates L u through the network as one
+        stream (``d["Lu"]``, :func:`metapinn.nets.mlp_derivatives`) and computes the
+        derivatives of :attr:`derivatives` outside it only; the residual reads L u with
+        :meth:`linear_part`."""
+        return None
+
+    def linear_part(self, d: dict[str, torch.Tensor], theta: torch.Tensor) -> torch.Tensor:
+        """L u of :meth:`operator`: ``d["Lu"]`` where the loss propagated it, else
+        Σ c_k d[k] from the individual derivatives (e.g. an exact solution's)."""
+        if "Lu" in d:
+            return d["Lu"]
+        terms = [c * d[k] for k, c in self.operator(theta).items()]
+        out = terms[0]
+        for t in terms[1:]:
+            out = out + t
+        return out
+
     def ansatz(self, points: torch.Tensor) -> dict[str, torch.Tensor] | None:
         """Optional hard-constraint factor: the PINN's u is g(x)·N(x) instead of N(x).
 

@@ -103,9 +103,11 @@ class Burgers(PDEFamily):
         empty = np.zeros((0, 2))
         return BoundaryData(points, values, empty, empty)
 
+    def operator(self, theta):
+        return {"u_t": 1.0, "u_xx": -theta[0]}  # u_t − ν u_xx
+
     def residual(self, d, theta, points):
-        nu = theta[0]
-        return d["u_t"] + d["u"] * d["u_x"] - nu * d["u_xx"]
+        return self.linear_part(d, theta) + d["u"] * d["u_x"]
 
     def grid(self):
         return {"t": np.linspace(0.0, 1.0, self.nt), "x": np.linspace(-1.0, 1.0, self.nx)}

@@ -140,10 +140,12 @@ class CDR(PDEFamily):
         pair_b = np.stack([np.full(n_per, TWO_PI), tp], axis=1)
         return BoundaryData(points, initial_condition(x0), pair_a, pair_b)
 
+    def operator(self, theta):
+        return {"u_t": 1.0, "u_x": theta[0], "u_xx": -theta[1]}  # u_t + β u_x − ν u_xx
+
     def residual(self, d, theta, points):
-        beta, nu, rho = theta[0], theta[1], theta[2]
         u = d["u"]
-        return d["u_t"] + beta * d["u_x"] - nu * d["u_xx"] - rho * u * (1.0 - u)
+        return self.linear_part(d, theta) - theta[2] * u * (1.0 - u)
 
     def grid(self):
         return {"t": np.linspace(0.0, 1.0, self.nt),
