@@ -108,14 +108,6 @@ def parse_derivative(name: str, inputs: Sequence[str]) -> tuple[int, ...]:
     return tuple(sorted(idx))
 
 
-def _total(terms: list[torch.Tensor]) -> torch.Tensor:
-    """terms[0] + terms[1] + … (no leading zero)."""
-    out = terms[0]
-    for t in terms[1:]:
-        out = out + t
-    return out
-
-
 def mlp_derivatives(params: Params, points: torch.Tensor, bounds, inputs: Sequence[str],
                     names: Sequence[str],
                     operator: dict[str, torch.Tensor | float] | None = None
@@ -166,7 +158,7 @@ def mlp_derivatives(params: Params, points: torch.Tensor, bounds, inputs: Sequen
     d = [w[:, i] * scale[i] for i in firsts]
     s: list[torch.Tensor] = []
     op_firsts = [c * (w[:, m[0]] * scale[m[0]]) for m, c in op if len(m) == 1]
-    lz = _total(op_firsts) if op_firsts else None
+    lz = sum(op_firsts[1:], op_firsts[0]) if op_firsts else None
     for layer in range(1, L):
         t = torch.tanh(v)
         t1 = 1.0 - t * t
@@ -179,9 +171,9 @@ def mlp_derivatives(params: Params, points: torch.Tensor, bounds, inputs: Sequen
         if operator:  # L h = tanh' L z + tanh'' Σ c_ij ∂_i z ∂_j z
             terms = [] if lz is None else [t1 * lz]
             if op_seconds:
-                terms.append(t2 * _total([c * (d[pos[a]] * d[pos[b_]])
-                                          for (a, b_), c in op_seconds]))
-            lh = [_total(terms)]
+                curv = [c * (d[pos[a]] * d[pos[b_]]) for (a, b_), c in op_seconds]
+                terms.append(t2 * sum(curv[1:], curv[0]))
+            lh = [sum(terms[1:], terms[0])]
         d = [t1 * di for di in d]
         s = s_new
         w, b = params[f"w{layer}"], params[f"b{layer}"]

@@ -169,10 +169,7 @@ class PDEFamily(ABC):
         if "Lu" in d:
             return d["Lu"]
         terms = [c * d[k] for k, c in self.operator(theta).items()]
-        out = terms[0]
-        for t in terms[1:]:
-            out = out + t
-        return out
+        return sum(terms[1:], terms[0])  # no leading 0 + …
 
     def ansatz(self, points: torch.Tensor) -> dict[str, torch.Tensor] | None:
         """Optional hard-constraint factor: the PINN's u is g(x)·N(x) instead of N(x).
