@@ -1,7 +1,8 @@
 # metapinn pipeline: a table of contents. Each rule calls one library function through the
 # `metapinn` CLI; the experiment (config/experiment/<name>.yaml) decides families, methods
 # and seeds. `snakemake --cores all` runs `quick`; `--config experiment=tiny` the test size;
-# `snakemake --report results/<exp>/report.html` builds the HTML report after a run.
+# `snakemake --report results/<exp>/report.html --config experiment=<exp>` builds the HTML
+# report after a run (the experiment named again: the report is of the configured one).
 
 import os
 

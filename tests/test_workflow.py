@@ -329,3 +329,32 @@ def test_gpu_requests_follow_the_device(tmp_path):
     for rule in ("generate_tasks", "taylor_check"):
         assert cuda[rule] == {False, "device=cpu"}, rule
     assert jobs("cpu")["meta_train"] == {False, "device=cpu"}
+
+
+def test_slurm_profile_limits_every_long_rule(tmp_path):
+    """Each rule that asks for a GPU under device=cuda (the long torch jobs: meta-training,
+    tuning and adaptation, with their own-rate and compute-figure variants) has its own
+    runtime in the SLURM profile, at least the 120 min default; a derived rule such as
+    adapt_own_lr is no shorter than the rule it copies."""
+    import yaml
+
+    profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
+    limits = {rule: res["runtime"] for rule, res in profile["set-resources"].items()
+              if "runtime" in res}
+    r = _snakemake(tmp_path, "-n", "-p", "--cores", "1", "--config", "experiment=paper",
+                   "device=cuda")
+    assert r.returncode == 0, r.stderr
+    gpu_rules, rule = set(), None
+    for line in r.stdout.splitlines():
+        if line.startswith(("rule ", "localrule ")):
+            rule = line.split()[1].rstrip(":")
+        elif rule and line.strip().startswith("resources:") and "gpu=1" in line:
+            gpu_rules.add(rule)
+    assert {"meta_train", "adapt", "tune_scratch_lr", "adapt_own_lr", "tune_method_lr",
+            "meta_train_budget", "adapt_budget"} <= gpu_rules
+    assert gpu_rules <= set(limits), gpu_rules - set(limits)
+    assert min(limits[r] for r in gpu_rules) >= profile["default-resources"]["runtime"]
+    for derived, base in (("adapt_own_lr", "adapt"), ("adapt_budget", "adapt"),
+                          ("tune_method_lr", "tune_scratch_lr"),
+                          ("meta_train_budget", "meta_train")):
+        assert limits[derived] >= limits[base], derived
