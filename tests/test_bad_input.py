@@ -311,3 +311,108 @@ def test_case_11_resume_from_a_checkpoint_of_another_width_starts_afresh(tmp_pat
     assert blob["hidden"] == [8, 8] and blob["meta"]["w0"].shape == (8, 2)
     assert list(read_netcdf(out_dir / "history.nc").outer_step.values) == [1, 2]
     assert not ckpt.exists()
+
+
+# ----- case 12: a file of another kind --------------------------------------------------
+@pytest.fixture(scope="module")
+def products(tmp_path_factory, tasks):
+    """A solve output, an adaptation file and the convergence file collected from it."""
+    d = tmp_path_factory.mktemp("products")
+    solve, adapt, conv = d / "solve.nc", d / "adapt.nc", d / "convergence.nc"
+    assert main(["solve", *BURGERS, f"tasks_file={tasks}", "task=3", f"out={solve}"]) == 0
+    assert main(["adapt-tasks", *BURGERS, f"tasks_file={tasks}", "pde.threshold.u_rel_l2=0.5",
+                 "pde.threshold.coef_rel_err=0.5", f"out={adapt}"]) == 0
+    assert main(["collect", "--out", str(conv), str(adapt)]) == 0
+    return {"solve": solve, "adapt": adapt, "convergence": conv}
+
+
+def test_case_12_a_file_of_another_kind_is_named_before_work(tmp_path, capsys, tasks,
+                                                             products, no_solve):
+    """lr_file=, tasks_file=, init= and tables --convergence given a metapinn file of
+    another kind: one line naming the file, what it is and what was expected."""
+    adapt, solve = products["adapt"], products["solve"]
+    out = tmp_path / "a.nc"
+    tune = "not a learning-rate tuning file (written by metapinn tune-lr)"
+    for wrong, what in ((tasks, "a tasks file (written by metapinn generate-tasks)"),
+                        (adapt, "an adaptation file (written by metapinn adapt-tasks)")):
+        assert main(["adapt-tasks", *BURGERS, f"tasks_file={tasks}", f"lr_file={wrong}",
+                     f"out={out}"]) == 2
+        msg = _one_line(capsys.readouterr().err)
+        assert msg.startswith(f"error: {wrong} is {tune} but {what}: it lacks "), msg
+        assert "attribute best_lr" in msg
+    assert main(["classical", *BURGERS, f"tasks_file={tasks}", f"threshold_file={adapt}",
+                 f"out={out}"]) == 2
+    assert f"{adapt} is {tune} but an adaptation file" in _one_line(capsys.readouterr().err)
+    assert not out.exists()
+
+    assert main(["solve", *BURGERS, f"tasks_file={solve}", "task=3"]) == 2
+    msg = _one_line(capsys.readouterr().err)
+    assert msg.startswith(f"error: {solve} is not a tasks file (written by metapinn "
+                          f"generate-tasks) but a solve output (written by metapinn solve)")
+
+    tables = [f"--{ext}={tmp_path / ('t.' + ext)}" for ext in ("csv", "md", "tex")]
+    assert main(["tables", "--convergence", str(adapt), *tables]) == 2
+    msg = _one_line(capsys.readouterr().err)
+    assert f"{adapt} is not a convergence file (written by metapinn collect) but an " \
+           f"adaptation file (written by metapinn adapt-tasks)" in msg
+    assert not (tmp_path / "t.csv").exists()
+    # the convergence file itself is read as one
+    assert main(["tables", "--convergence", str(products["convergence"]), *tables]) == 0
+    capsys.readouterr()
+
+    for netcdf, what in ((tasks, "a tasks file (written by metapinn generate-tasks)"),
+                         (solve, "a solve output (written by metapinn solve)")):
+        assert main(["solve", *BURGERS, "task=3", f"init={netcdf}"]) == 2
+        msg = _one_line(capsys.readouterr().err)
+        assert f"{netcdf} is {what}, not an init.pt checkpoint" in msg, msg
+        assert "weights_only" not in msg
+
+
+# ----- case 13: resume=true without a checkpoint ----------------------------------------
+def test_case_13_resume_without_a_checkpoint_says_it_starts_afresh(tmp_path, caplog, tasks):
+    out_dir = tmp_path / "reptile"
+    meta = ["method=reptile", "method.outer_steps=1", "method.meta_batch=1",
+            f"tasks_file={tasks}", f"out_dir={out_dir}"]
+    with caplog.at_level("INFO", logger="metapinn"):
+        assert main(["meta-train", *BURGERS, *meta]) == 0
+    assert "resume=true" not in caplog.text  # not asked to resume: nothing to say
+    caplog.clear()
+    with caplog.at_level("INFO", logger="metapinn"):
+        assert main(["meta-train", *BURGERS, *meta, "resume=true"]) == 0
+    line = [r.getMessage() for r in caplog.records if "resume=true" in r.getMessage()]
+    assert line == [f"resume=true: no checkpoint in {out_dir} (its init.pt, of a finished "
+                    f"run, will be overwritten); starting afresh"]
+    caplog.clear()
+    fresh = tmp_path / "fresh"
+    with caplog.at_level("INFO", logger="metapinn"):
+        assert main(["meta-train", *BURGERS, *meta[:-1], f"out_dir={fresh}",
+                     "resume=true"]) == 0
+    assert f"resume=true: no checkpoint in {fresh}; starting afresh" in caplog.text
+    assert (fresh / "init.pt").exists()
+
+
+# ----- case 14: solve honours method= ----------------------------------------------------
+def test_case_14_solve_needs_the_init_of_a_meta_learned_method(tmp_path, capsys, tasks,
+                                                               reptile_init, no_solve):
+    out = tmp_path / "solve.nc"
+    assert main(["solve", *BURGERS, f"tasks_file={tasks}", "task=3", "method=reptile",
+                 f"out={out}"]) == 2
+    msg = _one_line(capsys.readouterr().err)
+    assert "method=reptile needs init=PATH: the init.pt that metapinn meta-train " \
+           "method=reptile writes" in msg
+    assert "only scratch, scratch_alt, scratch_lbfgs start without one" in msg
+    assert main(["solve", *BURGERS, f"tasks_file={tasks}", "task=3", "method=maml",
+                 f"init={reptile_init}", f"out={out}"]) == 2
+    assert "was trained with method 'reptile', not method=maml" in \
+        _one_line(capsys.readouterr().err)
+    assert not out.exists()
+
+
+def test_case_14_solve_from_an_init_takes_its_method(tmp_path, capsys, tasks, reptile_init):
+    out = tmp_path / "solve.nc"
+    for method in ([], ["method=reptile"]):  # without method=: the file's method
+        assert main(["solve", *BURGERS, f"tasks_file={tasks}", "task=3", *method,
+                     f"init={reptile_init}", f"out={out}"]) == 0
+        assert f"after 20 steps from reptile ({reptile_init})" in capsys.readouterr().out
+        ds = read_netcdf(out)
+        assert (ds.attrs["method"], ds.attrs["init"]) == ("reptile", str(reptile_init))

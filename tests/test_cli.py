@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -41,6 +42,10 @@ TINY = ["experiment=tiny", "pde.n_collocation=128", "pde.n_boundary=32", "pde.n_
     (["meta-train", "method=anil"], "unknown method 'anil'; valid choices:"),
     (["meta-train", "method=maml", "method.meta_batch=0"], "method.meta_batch must be ≥ 1"),
     (["meta-train", "method=maml", "method.inner_optimizer=lbfgs"], "inner_optimizer"),
+    # bash's expansion of an unquoted coefficients={nu:0.02,rho:1}
+    (["solve", "coefficients=nu:0.02", "coefficients=rho:1"],
+     "Cannot assign str to Dict[str, float]; write the dict quoted in the shell, e.g. "
+     "'coefficients={nu:0.02,rho:1}' (unquoted, bash expands braces with commas"),
 ])
 def test_bad_input_names_the_problem(capsys, args, needle):
     assert main(args) == 2
@@ -196,8 +201,8 @@ def test_help_and_the_light_commands_import_neither_torch_hydra_nor_matplotlib(t
     inputs = [str(_adaptation_file(tmp_path / f"{m}.nc", m)) for m in ("scratch", "maml")]
     conv = str(tmp_path / "convergence.nc")
     tables = [f"--{ext}={tmp_path / ('speedup.' + ext)}" for ext in ("csv", "md", "tex")]
-    for argv in (["--help"], ["--version"], ["collect", "--out", conv, *inputs],
-                 ["tables", "--convergence", conv, *tables]):
+    for argv in (["--help"], ["--version"], ["solve", "--help"], ["meta-train", "-h"],
+                 ["collect", "--out", conv, *inputs], ["tables", "--convergence", conv, *tables]):
         code = ("import sys, metapinn.cli\n"
                 f"assert metapinn.cli.main({argv!r}) == 0\n"
                 "print('HEAVY', [m for m in ('torch', 'hydra', 'omegaconf', 'matplotlib')"
@@ -293,3 +298,125 @@ def test_scratch_lbfgs_adapts_with_adam_then_lbfgs(tmp_path):
             ("scratch_lbfgs", *steps)
         if steps == (10, 10):  # the default settings: the CLI's run
             np.testing.assert_allclose(c.loss.values, b.loss.values, rtol=1e-6)
+
+
+def _keys_read_by(command: str) -> list[str]:
+    """The command-level keys of ``Config`` that ``command``'s code reads, derived from the
+    source of metapinn/cli.py: every ``cfg.<key>`` in the command's function and in the
+    functions of that module it calls; the nodes ``identify`` and ``classical`` where they
+    are read (``node.*``); ``method`` where the method's settings are (``method_config``)."""
+    import ast
+    import dataclasses
+
+    import metapinn.cli as cli
+    from metapinn.settings import Config
+
+    fields = [(f.name, str(f.type)) for f in dataclasses.fields(Config)]
+    node_types = ("Settings", "TaskSplits", "Any")
+    scalars = [k for k, ann in fields if not any(t in ann for t in node_types)]
+    nodes = [k for k, ann in fields if any(t in ann for t in node_types)
+             and k not in ("pde", "model", "adapt", "method", "experiment", "tasks")]
+    tree = ast.parse(Path(cli.__file__).read_text(encoding="utf-8"))
+    functions = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+    found: set[str] = set()
+    seen: set[str] = set()
+    todo = [cli.COMMANDS[command].__name__]
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in functions:
+            continue
+        seen.add(name)
+        for node in ast.walk(functions[name]):
+            if isinstance(node, ast.Attribute):
+                base = node.value.id if isinstance(node.value, ast.Name) else None
+                if base == "cfg" and node.attr in scalars or \
+                        node.attr in nodes and base != "rc":
+                    found.add(node.attr)
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                if node.func.id == "method_config":
+                    found.add("method")
+                todo.append(node.func.id)
+    order = [k for k, _ in fields]
+    return [f"{k}.*" if k in nodes else k for k in sorted(found, key=order.index)]
+
+
+def test_command_help_lists_the_keys_the_command_reads(capsys):
+    """`metapinn <command> --help` (or -h, or `metapinn help <command>`): the description,
+    the command-level keys its code reads (the table HYDRA_HELP, checked here against the
+    code), each with its description, and an example; exit 0, before any composition."""
+    from metapinn.cli import HYDRA_COMMANDS, HYDRA_HELP
+
+    assert set(HYDRA_HELP) == set(HYDRA_COMMANDS)
+    for command, (_, _, keys) in HYDRA_HELP.items():
+        assert list(keys) == _keys_read_by(command), command
+    assert _keys_read_by("solve") == ["task", "coefficients", "tasks_file", "init", "out",
+                                      "method"]
+    assert _keys_read_by("identify") == ["observations", "init", "out", "identify.*"]
+    for flag in ("--help", "-h"):
+        assert main(["solve", "pde=burgers", flag]) == 0
+        text = capsys.readouterr().out
+        assert text.startswith("usage: metapinn solve [--config-dir=DIR] [key=value ...]")
+        assert "solve one task from method=...'s initialisation" in text
+        keys = text.split("keys of this command:\n", 1)[1].split("\nand, as every", 1)[0]
+        assert [line.split()[0] for line in keys.splitlines() if line[2] != " "] == \
+            list(HYDRA_HELP["solve"][2])
+        assert "  init          an init.pt written by meta-train" in keys
+        assert "example:\n  metapinn solve pde=burgers task=3 'coefficients={nu:0.02}'" in text
+    for command, (_, example, keys) in HYDRA_HELP.items():
+        assert main(["help", command]) == 0
+        text = capsys.readouterr().out
+        assert example in text
+        for key in keys:  # every key listed has a description
+            assert re.search(rf"^  {re.escape(key)} +\S", text, re.M), (command, key)
+    assert main(["solve", "--help", "pde=heat"]) == 0  # help before any composition
+
+
+def test_collect_records_its_inputs_as_its_config(tmp_path):
+    """convergence.nc's config attribute: YAML naming collect's inputs and their digests."""
+    import yaml
+
+    inputs = [_adaptation_file(tmp_path / f"{m}.nc", m) for m in ("scratch", "maml")]
+    conv = tmp_path / "convergence.nc"
+    assert main(["collect", "--out", str(conv), *map(str, inputs)]) == 0
+    config = yaml.safe_load(read_netcdf(conv).attrs["config"])
+    assert config["command"] == "metapinn collect"
+    assert [(i["file"], i["method"], i["seed"]) for i in config["inputs"]] == [
+        (str(inputs[0]), "scratch", 0), (str(inputs[1]), "maml", 0)]
+
+
+def test_solve_adapts_with_the_method_as_adapt_tasks_does(tmp_path, capsys):
+    """solve method=scratch_lbfgs: scratch's initialisation from the seed (no init.pt),
+    Adam then L-BFGS, the very run adapt-tasks makes of the same task."""
+    tasks = tmp_path / "tasks.nc"
+    assert main(["generate-tasks", "pde=burgers", *TINY, f"out={tasks}"]) == 0
+    assert main(["meta-train", "pde=burgers", *TINY, "method=scratch_lbfgs",
+                 f"tasks_file={tasks}", f"out_dir={tmp_path}"]) == 0
+    adapt = tmp_path / "adapt.nc"
+    assert main(["adapt-tasks", "pde=burgers", *TINY, "method=scratch_lbfgs",
+                 f"init={tmp_path}/init.pt", f"tasks_file={tasks}", "pde.threshold.u_rel_l2=0.5",
+                 "pde.threshold.coef_rel_err=0.5", f"out={adapt}"]) == 0
+    capsys.readouterr()
+    reference = read_netcdf(adapt).loss.sel(task=3).values
+    for init in ([], [f"init={tmp_path}/init.pt"]):  # from the seed; from its init.pt
+        out = tmp_path / "solve.nc"
+        assert main(["solve", "pde=burgers", *TINY, "method=scratch_lbfgs", *init,
+                     f"tasks_file={tasks}", "task=3", f"out={out}"]) == 0
+        assert "after 10 Adam steps + 10 L-BFGS iterations from scratch_lbfgs" in \
+            capsys.readouterr().out
+        ds = read_netcdf(out)
+        assert (ds.attrs["method"], ds.attrs["adam_steps"], ds.attrs["lbfgs_steps"]) == \
+            ("scratch_lbfgs", 10, 10)
+        np.testing.assert_allclose(ds.loss.values[0], reference, rtol=1e-6)
+    # scratch_alt from the seed: the initialisation its meta-train writes, not scratch's
+    alt = tmp_path / "alt"
+    assert main(["meta-train", "pde=burgers", *TINY, "method=scratch_alt",
+                 f"tasks_file={tasks}", f"out_dir={alt}"]) == 0
+    losses = {}
+    for name, args in (("scratch", []), ("alt", ["method=scratch_alt"]),
+                       ("alt.pt", ["method=scratch_alt", f"init={alt}/init.pt"])):
+        out = tmp_path / f"{name}.nc"
+        assert main(["solve", "pde=burgers", *TINY, *args, f"tasks_file={tasks}", "task=3",
+                     f"out={out}"]) == 0
+        losses[name] = read_netcdf(out).loss.values[0]
+    np.testing.assert_allclose(losses["alt"], losses["alt.pt"], rtol=1e-6)
+    assert losses["alt"][0] != losses["scratch"][0]

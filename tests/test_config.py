@@ -145,3 +145,68 @@ def test_config_command_prints_the_resolved_configuration(capsys):
     assert main(["config", "method=leap", "resume=yes"]) == 0
     out = capsys.readouterr().out
     assert "leap_norm: true" in out and "resume: true" in out
+
+
+def test_outer_steps_beside_a_meta_budget_is_refused(tmp_path):
+    """experiment.meta_budget sets every budgeted method's outer_steps, so an experiment's
+    method_overrides that set them would have no effect: refused at composition; without
+    a budget they apply, and a command-line method.outer_steps= still beats the budget."""
+    cfg = tmp_path / "config"
+    shutil.copytree(REPO / "config", cfg)
+    experiment = cfg / "experiment" / "dead.yaml"
+    experiment.write_text(
+        "# @package _global_\nexperiment:\n  name: dead\n  meta_budget: 270\n"
+        "  method_overrides:\n    maml: {outer_steps: 2, meta_batch: 2}\n"
+        "    pretrain: {outer_steps: 4}\n    transfer: {transfer_steps: 10}\n")
+    for method in ("maml", "scratch"):  # whichever method is composed
+        with pytest.raises(ConfigError) as e:
+            compose(["experiment=dead", f"method={method}"], cfg)
+        assert str(e.value) == (
+            "outer_steps of maml, pretrain in experiment.method_overrides has no effect: "
+            "experiment.meta_budget=270 sets it; remove one (method.outer_steps=N on the "
+            "command line still overrides the budget)")
+    composed = compose(["experiment=dead", "method=maml", "experiment.meta_budget=null"], cfg)
+    assert composed.method.outer_steps == 2
+    experiment.write_text(experiment.read_text().replace("outer_steps: 2, ", "")
+                          .replace("pretrain: {outer_steps: 4}", "pretrain: {meta_batch: 2}"))
+    # the budget's: 270 / (2 tasks × (5 + 1) steps × second_order_cost 2.25)
+    assert compose(["experiment=dead", "method=maml"], cfg).method.outer_steps == 10
+    assert compose(["experiment=dead", "method=maml", "method.outer_steps=7"],
+                   cfg).method.outer_steps == 7
+
+
+@pytest.mark.parametrize("experiment", sorted(p.stem for p in
+                                              (REPO / "config" / "experiment").glob("*.yaml")))
+def test_every_shipped_experiment_composes_for_every_method(experiment):
+    for method in METHODS:
+        run_config(compose([f"experiment={experiment}", f"method={method}"]))
+
+
+def test_docstring_references_to_metapinn_names_resolve():
+    """Every ``metapinn.<module>.<name>`` a docstring or comment of the package names in
+    backticks exists (a renamed function leaves no dangling reference)."""
+    import importlib
+    import re
+
+    import metapinn
+
+    def resolves(ref: str) -> bool:
+        parts = ref.split(".")
+        for i in range(len(parts), 0, -1):
+            try:
+                obj = importlib.import_module(".".join(parts[:i]))
+            except ImportError:
+                continue
+            try:
+                for name in parts[i:]:
+                    obj = getattr(obj, name)
+            except AttributeError:
+                return False
+            return True
+        return False
+
+    root = Path(metapinn.__file__).parent
+    refs = {(str(path.relative_to(root)), ref) for path in root.rglob("*.py")
+            for ref in re.findall(r"`~?(metapinn(?:\.\w+)+)(?:\(\))?`", path.read_text())}
+    assert len(refs) > 20
+    assert [r for r in sorted(refs) if not resolves(r[1])] == []

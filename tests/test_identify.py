@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
+import yaml
 
 from metapinn.cli import main
 from metapinn.ncio import read_netcdf, write_netcdf
@@ -26,6 +27,8 @@ def test_identify_recovers_the_coefficient_of_an_exported_task(tmp_path, capsys)
     assert abs(nu - 0.05) / 0.05 < 0.1
     assert res.coefficients_run.shape == (1, 1) and res.attrs["dtype"] == "float32"
     assert res.u.dims == ("t", "x") and res.attrs["init"] == "scratch"
+    config = yaml.safe_load(res.attrs["config"])  # the resolved configuration it ran with
+    assert config["pde"]["name"] == "burgers" and config["identify"]["steps"] == 1500
     # 200 observations, fewer than the 1,000 collocation points: the residual at both sets
     assert res.attrs["collocation"] == "both" and res.attrs["residual_weight"] == 1.0
     # the initial guess (prior centre, 0.0316) was 37 % off: identification did the work

@@ -143,14 +143,14 @@ def test_case_1_an_edit_reruns_exactly_the_jobs_it_affects(tiny_run):
     original = exp.read_text()
     try:
         # an edit that changes no resolved value (a comment, a value restated): nothing
-        exp.write_text(original.replace("\n    maml: {outer_steps: 2,",
-                                        "\n    maml: {outer_steps: 2,  # restated\n        ")
+        exp.write_text(original.replace("\n    maml: {meta_batch: 2,",
+                                        "\n    maml: {meta_batch: 2,  # restated\n        ")
                        .replace("log_every: 10,", "log_every: 10, lr_decay: 0.1,"))
         assert _planned_jobs(tiny_run) == {}
         # one method's inner rate: its meta_train and adapt jobs of every family (at each
         # multiple of the budget), and what reads them; nothing else
-        exp.write_text(original.replace("\n    maml: {outer_steps: 2,",
-                                        "\n    maml: {inner_lr: 0.003, outer_steps: 2,"))
+        exp.write_text(original.replace("\n    maml: {meta_batch: 2,",
+                                        "\n    maml: {inner_lr: 0.003, meta_batch: 2,"))
         jobs = _planned_jobs(tiny_run)
         assert sorted(jobs["meta_train"]) == sorted(jobs["adapt"]) == [
             f"pde={p}, method=maml, seed=0" for p in ("burgers", "cdr", "darcy")]

@@ -3,11 +3,12 @@
 Commands taking Hydra overrides (``key=value``, see ``config/``):
 
     metapinn generate-tasks pde=burgers [out=PATH]      the family's task dataset (NetCDF)
-    metapinn solve pde=burgers task=3 [coefficients={nu:0.02}] [out=PATH]
+    metapinn solve pde=burgers task=3 ['coefficients={nu:0.02}'] [method=M init=PATH] [out=PATH]
     metapinn meta-train pde=burgers method=maml seed=0 [resume=true]
     metapinn adapt-tasks pde=cdr method=scratch tasks_file=PATH out=PATH
     metapinn classical pde=darcy tasks_file=PATH threshold_file=TUNE.nc [out=PATH]
 
+(``metapinn <command> --help``: the keys a command reads, listed in :data:`HYDRA_HELP`)
 and plain commands (``metapinn --help`` lists them all):
 
     metapinn collect --out convergence.nc ADAPT.nc [ADAPT.nc ...]
@@ -61,17 +62,28 @@ def cmd_generate_tasks(cfg: DictConfig, rc: RunConfig) -> None:
 
 
 def cmd_solve(cfg: DictConfig, rc: RunConfig) -> None:
-    from .evaluate import initialiser, solve_task, task_history
+    """One task from ``method``'s initialisation (``init=``: its init.pt; scratch and its
+    variants: from the seed) with the method's adaptation (scratch_lbfgs: Adam, then
+    L-BFGS), as ``adapt-tasks`` runs it. ``init=`` without ``method=``: the method that
+    wrote the file."""
+    from .config import method_config
+    from .evaluate import initialiser, method_run_config, solve_task, task_history
     from .ncio import check_writable, write_netcdf
 
     if cfg.out:
         check_writable(cfg.out)
     task = _task_from_cfg(cfg, rc)
-    init_fn = initialiser(rc, cfg.init)
+    ms = method_config(cfg)
+    by_file = cfg.init is not None and ms.name == "scratch"  # the default: the file's method
+    init_fn = initialiser(rc, cfg.init, None if by_file else ms.name)
+    method, rc = method_run_config(rc, init_fn.settings if by_file else ms)
     result = solve_task(rc, task, init_fn, label=f"{rc.pde.name} task {task.index}")
     last = result.records[-1]
-    print(f"{rc.pde.name} task {task.index} ({task.split}) after {last['step']} steps, "
-          f"{result.wall_time:.1f} s adaptation time:")
+    steps = f"{last['step']} steps" if not rc.adapt.lbfgs_steps else \
+        f"{rc.adapt.steps} Adam steps + {rc.adapt.lbfgs_steps} L-BFGS iterations"
+    print(f"{rc.pde.name} task {task.index} ({task.split}) after {steps} from {method}"
+          f"{f' ({cfg.init})' if cfg.init else ''}, {result.wall_time:.1f} s adaptation "
+          f"time:")
     print(f"  u_rel_l2 = {last['u_rel_l2']:.3e}   loss = {last['loss']:.3e}")
     for name, true, est in zip(rc.pde.coef_names, task.coefficients, last["coef"], strict=True):
         err = (f"rel. err {abs(est - true) / abs(true):.2e}" if true != 0
@@ -81,6 +93,8 @@ def cmd_solve(cfg: DictConfig, rc: RunConfig) -> None:
         print(f"  field a: relative L2 error {last['coef_rel_err'][0]:.3e}")
     if cfg.out:
         ds = task_history(rc, task, result)
+        ds.attrs.update({"method": method, "init": str(cfg.init or "none (from the seed)"),
+                         "adam_steps": rc.adapt.steps, "lbfgs_steps": rc.adapt.lbfgs_steps})
         write_netcdf(ds, cfg.out, title=f"solve of one {rc.pde.name} task", config=rc.yaml,
                      history="metapinn solve")
         print(f"wrote {cfg.out}")
@@ -358,14 +372,14 @@ def run_plain(command: str, rest: list[str]) -> None:
 
         ds = collect(a.inputs)
         write_netcdf(ds, a.out, title="convergence of every adaptation run",
-                     history="metapinn collect")
+                     config=ds.attrs["config"], history="metapinn collect")
         print(f"wrote {a.out}: " + ", ".join(f"{k}={v}" for k, v in ds.sizes.items()))
     elif command == "tables":
         from .ncio import read_netcdf
         from .stats import meta_train_times, speedup_table
         from .tables import markdown, write_tables
 
-        df = speedup_table(read_netcdf(a.convergence), meta_train_times(a.inputs))
+        df = speedup_table(read_netcdf(a.convergence, "collect"), meta_train_times(a.inputs))
         write_tables(df, a.csv, a.md, a.tex)
         print(markdown(df), end="")
     elif command == "plot-family":
@@ -400,22 +414,75 @@ def run_plain(command: str, rest: list[str]) -> None:
         print(f"wrote {a.pdf} and {a.png}")
 
 
+# What each Hydra command does (the usage's list and `metapinn <command> --help`), an example
+# line, and the command-level keys of `Config` it reads (`node.*`: the settings of that
+# node; `method`: the method and its `method.*` settings). tests/test_cli.py derives the
+# keys from each command's code and checks this table against them.
+HYDRA_HELP: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "generate-tasks": (
+        "draw a family's tasks and write tasks/<pde>.nc",
+        "metapinn generate-tasks pde=darcy out=darcy.nc",
+        ("out", "results_dir")),
+    "tune-lr": (
+        "the learning rate best for scratch on the val tasks (experiment.lr_grid)",
+        "metapinn tune-lr pde=burgers tasks_file=burgers.nc out=tune.nc",
+        ("tasks_file", "init", "out", "results_dir", "method")),
+    "solve": (
+        "solve one task from method=...'s initialisation (scratch: from the seed;\n"
+        "a meta-learned method: init=PATH) with the method's adaptation, print the\n"
+        "identified coefficients",
+        "metapinn solve pde=burgers task=3 'coefficients={nu:0.02}' out=solve.nc",
+        ("task", "coefficients", "tasks_file", "init", "out", "method")),
+    "meta-train": (
+        "meta-train method=... on the training tasks → init.pt + history.nc",
+        "metapinn meta-train pde=burgers method=maml seed=0 resume=true",
+        ("tasks_file", "lr_file", "threshold_file", "out_dir", "results_dir", "resume",
+         "budget_scale", "method")),
+    "adapt-tasks": (
+        "solve every held-out task of a dataset, write adapt/<pde>/<method>/seed<s>.nc",
+        "metapinn adapt-tasks pde=cdr method=scratch tasks_file=cdr.nc lr_file=tune.nc "
+        "out=adapt.nc",
+        ("tasks_file", "init", "lr_file", "threshold_file", "out", "results_dir",
+         "budget_scale", "method")),
+    "taylor-check": (
+        "MAML/FOMAML/Reptile Taylor expansions vs exact meta-gradients → taylor.nc",
+        "metapinn taylor-check pde=cdr",
+        ("out", "results_dir")),
+    "export-observations": (
+        "write a task's observations as an observation file (out=PATH)",
+        "metapinn export-observations pde=burgers 'coefficients={nu:0.05}' out=obs.nc",
+        ("task", "coefficients", "tasks_file", "out")),
+    "identify": (
+        "observations=PATH [init=PATH] → identified coefficients (+ out=PATH NetCDF)",
+        "metapinn identify pde=burgers observations=obs.nc out=identified.nc",
+        ("observations", "init", "out", "identify.*")),
+    "classical": (
+        "the solver-in-the-loop baseline on a family's test tasks (scipy least\n"
+        "squares over θ; threshold_file=TUNE.nc) → classical/<pde>.nc",
+        "metapinn classical pde=darcy threshold_file=tune/darcy.nc",
+        ("tasks_file", "lr_file", "threshold_file", "out", "results_dir", "classical.*")),
+    "config": (
+        "print the resolved configuration",
+        "metapinn config pde=cdr method=maml",
+        ()),
+}
+
+
+def _listed(name: str, text: str, width: int = 16) -> str:
+    """``  name   text`` with the text's further lines indented under its first."""
+    lead = f"  {name:<{width}} " if len(name) <= width else f"  {name}  "
+    indent = "\n" + " " * (width + 3)
+    return lead + indent.join(text.splitlines())
+
+
 USAGE = f"""metapinn {__version__}: meta-learned PINN initialisations for inverse PDE problems
 
 usage: metapinn <command> [--config-dir=DIR] [key=value ...]
+       metapinn <command> --help     the command's keys and an example
 
 commands (Hydra overrides, see config/):
-  generate-tasks   draw a family's tasks and write tasks/<pde>.nc
-  tune-lr          the learning rate best for scratch on the val tasks (experiment.lr_grid)
-  solve            solve one task (from scratch or init=PATH), print identified coefficients
-  meta-train       meta-train method=... on the training tasks → init.pt + history.nc
-  adapt-tasks      solve every held-out task of a dataset, write adapt/<pde>/<method>/seed<s>.nc
-  taylor-check     MAML/FOMAML/Reptile Taylor expansions vs exact meta-gradients → taylor.nc
-  export-observations  write a task's observations as an observation file (out=PATH)
-  identify         observations=PATH [init=PATH] → identified coefficients (+ out=PATH NetCDF)
-  classical        the solver-in-the-loop baseline on a family's test tasks (scipy least
-                   squares over θ; threshold_file=TUNE.nc) → classical/<pde>.nc
-  config           print the resolved configuration
+""" + "\n".join(_listed(c, text) for c, (text, _, _) in HYDRA_HELP.items()) + """
+
 plain commands:
   collect --out convergence.nc ADAPT.nc ...       merge into dims (pde, method, seed, task, step)
   tables --convergence C --csv F --md F --tex F [HISTORY.nc ...]   speedup tables
@@ -429,17 +496,75 @@ plain commands:
                    speedup against meta-training compute (multiples of the budget)
 """
 
+# the settings every Hydra command reads (through run_config), named once in its help
+COMMON_KEYS = "seed, dtype, device, threads, and the groups pde=, model=, adapt=, experiment="
+
+
+def _key_descriptions() -> dict[str, str]:
+    """The description of each key of :class:`metapinn.settings.Config`, from the ``Args:``
+    section of its docstring, read from the source (help imports no omegaconf)."""
+    import ast
+
+    tree = ast.parse((Path(__file__).parent / "settings.py").read_text(encoding="utf-8"))
+    config = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Config")
+    described: dict[str, str] = {}
+    key = None
+    for line in (ast.get_docstring(config) or "").split("Args:", 1)[-1].splitlines():
+        head, sep, text = line.strip().partition(": ")
+        if sep and line.startswith(" " * 4) and not line.startswith(" " * 8) \
+                and head.isidentifier():
+            key, described[head] = head, text.strip()
+        elif key and line.strip():
+            described[key] += " " + line.strip()
+    described["method"] = ("the method (config/method/), whose initialisation and "
+                           "adaptation it uses; method.* its settings")
+    return described
+
+
+def command_help(command: str) -> str:
+    """``metapinn <command> --help``: what the command does, the keys it reads (with the
+    descriptions of ``Config``'s docstring), the settings every command reads, an example."""
+    import re
+    import textwrap
+
+    def plain(rst: str) -> str:  # ``x`` and :class:`X` of a docstring, for a terminal
+        return re.sub(r"(:\w+:)?`+([^`]+)`+", r"\2", rst)
+
+    text, example, keys = HYDRA_HELP[command]
+    described = _key_descriptions()
+    width = max((len(k) for k in keys), default=0)
+    lines = [f"usage: metapinn {command} [--config-dir=DIR] [key=value ...]", "",
+             *textwrap.wrap(" ".join(text.split()), 88), "", "keys of this command:"]
+    for k in keys:
+        wrapped = textwrap.wrap(plain(described.get(k.removesuffix(".*"), "")), 84 - width)
+        lines.append(f"  {k:<{width}}  " + f"\n  {' ' * width}  ".join(wrapped or [""]))
+    if not keys:
+        lines.append("  (none besides those every command reads)")
+    lines += textwrap.wrap(f"and, as every command: {COMMON_KEYS}. `metapinn config "
+                           f"[key=value ...]` prints every key and its value. Quote a dict "
+                           f"value in the shell: 'coefficients={{nu:0.02}}'.", 88)
+    lines += ["", "example:", f"  {example}"]
+    return "\n".join(lines)
+
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    if not argv or argv[0] in ("-h", "--help", "help"):
+    if not argv or argv[0] in ("-h", "--help") or argv == ["help"]:
         print(USAGE)
         return 0
     if argv[0] in ("-V", "--version"):
         print(__version__)
         return 0
     command, rest = argv[0], argv[1:]
+    if command == "help" or (command in HYDRA_COMMANDS
+                             and any(a in ("-h", "--help") for a in rest)):
+        # `metapinn help solve`, `metapinn solve --help`: cheap, nothing composed
+        name = rest[0] if command == "help" else command
+        if name not in HYDRA_COMMANDS:
+            return _run(name, ["--help"])  # a plain command's argparse help, or the error
+        print(command_help(name))
+        return 0
     directory = None
     for arg in [a for a in rest if a.startswith("--config-dir=")]:
         directory = arg.split("=", 1)[1]

@@ -21,6 +21,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -140,8 +141,26 @@ def compose(overrides: list[str] | tuple[str, ...] = (),
         raise ConfigError(_explain(e, parsed, directory)) from None
     for group, key in (("pde", "pde_overrides"), ("method", "method_overrides")):
         _merge_experiment(cfg, group, key, parsed)
+    _check_budget_overrides(cfg)
     _apply_budget(cfg, parsed)
     return cfg
+
+
+def _check_budget_overrides(cfg: DictConfig) -> None:
+    """Refuse ``outer_steps`` in ``experiment.method_overrides`` for a method whose outer
+    steps ``experiment.meta_budget`` sets (:func:`_apply_budget`): the key would have no
+    effect. (``method.outer_steps=`` on the command line still wins over the budget.)"""
+    exp = cfg.experiment
+    if exp.meta_budget is None:
+        return
+    dead = [str(m) for m, extra in exp.method_overrides.items()
+            if extra and "outer_steps" in extra
+            and settings_class(str(m))(name=str(m)).gradient_evals_per_task(1.0) is not None]
+    if dead:
+        raise ConfigError(f"outer_steps of {', '.join(dead)} in experiment.method_overrides "
+                          f"has no effect: experiment.meta_budget={exp.meta_budget} sets it; "
+                          f"remove one (method.outer_steps=N on the command line still "
+                          f"overrides the budget)")
 
 
 def _apply_budget(cfg: DictConfig, parsed) -> None:
@@ -196,11 +215,23 @@ def _explain(e: Exception, parsed, directory: Path) -> str:
     key = getattr(cause, "full_key", None) or ""
     text = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
     if isinstance(cause, ValidationError) and key:
-        return f"invalid value for {key}: {text}"
+        return f"invalid value for {key}: {text}{_dict_hint(key, text)}"
     if key and ("not in struct" in str(cause) or "not in '" in str(cause)):
         return _unknown_key_message(key, parsed, directory)
     return f"invalid configuration: {str(e).splitlines()[0]} {text if cause is not e else ''}"\
         .strip()
+
+
+def _dict_hint(key: str, text: str) -> str:
+    """For a dict-valued key given a plain value, how to write a dict: bash expands the
+    unquoted ``coefficients={nu:0.02,rho:1}`` into ``coefficients=nu:0.02 coefficients=rho:1``,
+    two plain values."""
+    if not re.match(r"Cannot assign \w+ to Dict\[", text):
+        return ""
+    example = "coefficients={nu:0.02,rho:1}" if key == "coefficients" else \
+        f"{key}={{name:value,...}}"
+    return (f"; write the dict quoted in the shell, e.g. '{example}' (unquoted, bash "
+            f"expands braces with commas into separate words)")
 
 
 def _unknown_key_message(key: str, parsed, directory: Path) -> str:

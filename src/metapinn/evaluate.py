@@ -27,27 +27,44 @@ from .adapt import (
     adapt_batch,
     adapt_history,
 )
+from .errors import ConfigError
 from .loss import loss_parts
-from .meta import method_settings
-from .meta.base import Initialiser, load_init
+from .meta import METHODS, get_method, method_class, method_settings
+from .meta.base import Context, Initialiser, load_init
 from .ncio import read_netcdf, write_netcdf
-from .nets import scratch_params
 from .runconfig import RunConfig
 from .tasks import Task, load_tasks, split_indices, task_from_dataset, task_tensors
 
 log = logging.getLogger("metapinn")
 
 
+def from_seed_methods() -> list[str]:
+    """The methods whose initialisation is a function of the seed alone (``scratch``,
+    ``scratch_alt``, ``scratch_lbfgs``): they need no ``init.pt``."""
+    return [m for m in METHODS if getattr(method_class(m), "from_seed", False)]
+
+
 def initialiser(rc: RunConfig, init: str | Path | None = None,
                 method: str | None = None) -> Initialiser:
-    """``task_data -> params`` (an :class:`Initialiser`): the scratch initialisation of
-    ``rc.seed`` without ``init``, else the ``init.pt`` file (checked to come from
-    ``method``, if given), with the step multipliers it learned, if any."""
+    """``task_data -> params`` (an :class:`Initialiser`): without ``init``, the
+    initialisation of ``method`` (default ``scratch``) at ``rc.seed``, for a method that
+    makes it from the seed alone (:func:`from_seed_methods`); else the ``init.pt`` file
+    (checked to come from ``method``, if given), with the step multipliers it learned, if
+    any.
+
+    Raises:
+        ConfigError: ``init`` is missing for a method that needs one, or does not fit.
+    """
     if init is None:
-        if method not in (None, "scratch"):
-            raise ValueError(f"method {method!r} needs an init= file (only scratch has none)")
-        params = scratch_params(rc, rc.seed)
-        return Initialiser(lambda data: {k: v.clone() for k, v in params.items()})
+        name = method or "scratch"
+        if name not in from_seed_methods():
+            raise ConfigError(
+                f"method={name} needs init=PATH: the init.pt that metapinn meta-train "
+                f"method={name} writes (meta/<pde>/{name}/seed<s>/init.pt); only "
+                f"{', '.join(from_seed_methods())} start without one")
+        ms = method_settings(name)
+        params = get_method(name).fit(Context(rc, ms, rc.seed))
+        return Initialiser(lambda data: {k: v.clone() for k, v in params.items()}, None, ms)
     return load_init(init, rc, method)
 
 
@@ -391,7 +408,7 @@ def validation_thresholds(path: str | Path, pde: str) -> tuple[float, float]:
 
 
 def _tune_file(path: str | Path, pde: str) -> xr.Dataset:
-    ds = read_netcdf(path)
+    ds = read_netcdf(path, "tune-lr")
     if str(ds.attrs.get("pde")) != pde:
         raise ValueError(f"{path} tunes {ds.attrs.get('pde')!r}, not {pde!r}")
     return ds

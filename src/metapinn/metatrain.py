@@ -80,8 +80,9 @@ def meta_train(rc: RunConfig, ms: MethodSettings, tasks_file: str | Path, out_di
         resume: continue from ``checkpoint.pt`` if it was written for the same settings
             (:func:`checkpoint_key`: the method's settings, the run's, the configuration
             digest); a checkpoint of other settings is ignored, and the log names the
-            settings that differ. The checkpoint is removed once ``init.pt`` and
-            ``history.nc`` are written.
+            settings that differ; without a checkpoint (a finished run removed it) the log
+            says so. Either way the run starts afresh. The checkpoint is removed once
+            ``init.pt`` and ``history.nc`` are written.
         stop_after: stop after this many outer steps in total (a checkpoint is written);
             for tests of resumption.
         second_order_cost, meta_budget, budget_scale: how compute is counted
@@ -107,6 +108,9 @@ def meta_train(rc: RunConfig, ms: MethodSettings, tasks_file: str | Path, out_di
     t_start = time.perf_counter()
     records: list[dict] = []
     if not method.trainable:
+        if resume:
+            log.info("resume=true: %s has no outer loop and no checkpoint; fitting afresh",
+                     ms.name)
         meta = method.fit(ctx)
         train_time = time.perf_counter() - t_start
     else:
@@ -211,9 +215,13 @@ def checkpoint_key(rc: RunConfig, ms: MethodSettings, revision: int = 1) -> dict
 
 
 def _usable_checkpoint(path: Path, key: dict) -> dict | None:
-    """The checkpoint at ``path`` if it was written for ``key``; otherwise ``None``, with a
-    log line naming the settings that differ (the run then starts afresh)."""
+    """For ``resume=true``: the checkpoint at ``path`` if it was written for ``key``;
+    otherwise ``None``, with a log line saying why the run starts afresh (no checkpoint, as
+    after a finished run; an unreadable one; the settings that differ)."""
     if not path.exists():
+        done = " (its init.pt, of a finished run, will be overwritten)" \
+            if (path.parent / "init.pt").exists() else ""
+        log.warning("resume=true: no checkpoint in %s%s; starting afresh", path.parent, done)
         return None
     try:
         ck = torch.load(path, map_location="cpu", weights_only=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -103,13 +104,102 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
     return path
 
 
-def read_netcdf(path: str | os.PathLike) -> xr.Dataset:
-    """Load a NetCDF file fully into memory (and close it).
+@dataclass(frozen=True)
+class Kind:
+    """One kind of metapinn NetCDF file: what it is, the command that writes it, and what
+    a file must hold to be read as one (data variables or coordinates, global attributes,
+    dimensions)."""
+
+    what: str
+    command: str
+    variables: tuple[str, ...] = ()
+    attrs: tuple[str, ...] = ()
+    dims: tuple[str, ...] = ()
+
+    def missing(self, ds: xr.Dataset) -> list[str]:
+        """What ``ds`` lacks to be of this kind (empty: nothing)."""
+        return ([f"variable {v}" for v in self.variables if v not in ds.variables]
+                + [f"attribute {a}" for a in self.attrs if a not in ds.attrs]
+                + [f"dimension {d}" for d in self.dims if d not in ds.dims])
+
+
+# Every NetCDF file metapinn writes, by kind. Input files are read as their kind
+# (read_netcdf(path, kind)), so that a file of another kind is refused with one line
+# saying what it is and what was expected, before any work.
+KINDS: dict[str, Kind] = {k.command: k for k in (
+    Kind("a tasks file", "generate-tasks", ("coefficients", "u_ref", "obs_u", "split"),
+         ("pde", "inputs")),
+    Kind("a learning-rate tuning file", "tune-lr", ("lr", "u_rel_l2"),
+         ("pde", "best_lr")),
+    Kind("an adaptation file", "adapt-tasks", ("loss", "u_rel_l2", "wall_time", "coef_rel_err"),
+         ("pde", "method", "seed")),
+    Kind("a convergence file", "collect",
+         ("loss", "u_rel_l2", "wall_time", "coef_rel_err_max", "threshold_u_rel_l2",
+          "threshold_coef_rel_err"), dims=("pde", "method", "seed", "task", "step")),
+    Kind("a meta-training history (history.nc)", "meta-train",
+         ("meta_loss",), ("pde", "method", "total_train_time_s")),
+    Kind("a classical-baseline file", "classical",
+         ("time_to_threshold", "reached", "n_evals", "final_coef_rel_err"),
+         ("pde", "method", "threshold_coef_rel_err")),
+    Kind("an observation file", "export-observations", ("u_obs",)),
+    Kind("a solve output", "solve", ("loss", "u_rel_l2", "true_coef")),
+    Kind("an identify output", "identify", ("coefficients", "coefficients_run")),
+    Kind("a Taylor-check file", "taylor-check", ("slope",)),
+)}
+
+
+def _named(kind: Kind) -> str:
+    return f"{kind.what} (written by metapinn {kind.command})"
+
+
+def describe(ds: xr.Dataset) -> str:
+    """What kind of file ``ds`` is, for messages: by the command its ``history`` attribute
+    names, else by the first kind whose contents it has."""
+    words = str(ds.attrs.get("history", "")).split()
+    if len(words) > 1 and words[0] == "metapinn" and words[1] in KINDS:
+        return _named(KINDS[words[1]])
+    for kind in KINDS.values():
+        if not kind.missing(ds):
+            return kind.what
+    names = sorted(map(str, ds.data_vars))
+    return (f"a NetCDF file of no metapinn kind (variables: {', '.join(names[:6])}"
+            f"{', ...' if len(names) > 6 else ''})" if names else "an empty NetCDF file")
+
+
+def check_kind(ds: xr.Dataset, kind: str, path: str | os.PathLike) -> xr.Dataset:
+    """``ds`` if it holds what a file of ``kind`` (a key of :data:`KINDS`: the command that
+    writes it) must hold.
+
+    Raises:
+        ValueError: one line naming the file, what it is and what was expected.
+    """
+    expected = KINDS[kind]
+    missing = expected.missing(ds)
+    if missing:
+        raise ValueError(f"{path} is not {_named(expected)} but {describe(ds)}: it lacks "
+                         f"{', '.join(missing[:4])}{', ...' if len(missing) > 4 else ''}")
+    return ds
+
+
+def is_netcdf(path: str | os.PathLike) -> bool:
+    """Whether the file at ``path`` starts as a NetCDF file does (classic ``CDF`` or
+    NetCDF-4's HDF5 signature)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return False
+    return head.startswith(b"CDF") or head == b"\x89HDF"
+
+
+def read_netcdf(path: str | os.PathLike, kind: str | None = None) -> xr.Dataset:
+    """Load a NetCDF file fully into memory (and close it); with ``kind`` (a key of
+    :data:`KINDS`), checked to be a file of that kind (:func:`check_kind`).
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: the file is not readable NetCDF (empty, truncated, another format); one
-            line naming the file.
+        ValueError: the file is not readable NetCDF (empty, truncated, another format), or
+            not of ``kind``; one line naming the file.
     """
     path = Path(path)
     if not path.exists():
@@ -118,10 +208,11 @@ def read_netcdf(path: str | os.PathLike) -> xr.Dataset:
         raise ValueError(f"{path} is a folder, not a NetCDF file")
     try:
         with xr.open_dataset(path, engine="netcdf4") as ds:
-            return ds.load()
+            ds = ds.load()
     except (OSError, ValueError, RuntimeError, KeyError) as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ValueError(f"{path} is not a readable NetCDF file ({first})") from None
+    return ds if kind is None else check_kind(ds, kind, path)
 
 
 def check_writable(path: str | os.PathLike, what: str = "output") -> Path:

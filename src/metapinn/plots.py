@@ -179,7 +179,7 @@ def family_figures(convergence_nc: str | os.PathLike, pde: str,
     """Every per-family figure of the adaptation runs (``FAMILY_FIGURES``), PDF + PNG, in
     ``out_dir``: u error and coefficient error against step, u error against wall time,
     and the distribution of steps to threshold."""
-    conv = read_netcdf(convergence_nc)
+    conv = read_netcdf(convergence_nc, "collect")
     out_dir = Path(out_dir)
     written = []
     for stem, figure in FAMILY_FIGURES.items():
@@ -201,9 +201,7 @@ def meta_training_figure(history_files: Sequence[str | os.PathLike], pdf: str | 
     runs: dict[str, list] = {}
     pdes = set()
     for f in history_files:
-        ds = read_netcdf(f)
-        if "meta_loss" not in ds or "method" not in ds.attrs:
-            raise ValueError(f"{f} is not a meta-training history (history.nc)")
+        ds = read_netcdf(f, "meta-train")
         pdes.add(str(ds.attrs["pde"]))
         runs.setdefault(str(ds.attrs["method"]), []).append(ds)
     if len(pdes) != 1:
@@ -255,7 +253,7 @@ def speedup_overview_figure(convergence_nc: str | os.PathLike, pdf: str | os.Pat
                             png: str | os.PathLike) -> None:
     """Median speedup over scratch (steps to threshold) with its bootstrap 95 % interval,
     for every method (colour) and family (marker), one panel per split, log scale."""
-    conv = read_netcdf(convergence_nc)
+    conv = read_netcdf(convergence_nc, "collect")
     df = speedup_table(conv)
     df = df[df.method != "scratch"]
     splits = splits_of(conv)
@@ -328,7 +326,7 @@ def threshold_sweep_figure(convergence_nc: str | os.PathLike, pdf: str | os.Path
     """Median speedup over scratch against the u-error threshold (the coefficient threshold
     scaled with it, ¼× to 4× the family's), one curve per method, a panel per family and
     split (log–log): whether a conclusion hinges on one threshold."""
-    conv = read_netcdf(convergence_nc)
+    conv = read_netcdf(convergence_nc, "collect")
     df = threshold_sweep(conv)
     df = df[df.method != "scratch"]
     pdes, splits = [str(p) for p in conv.pde.values], splits_of(conv)
@@ -368,7 +366,7 @@ def amortised_cost_outputs(convergence_nc: str | os.PathLike,
     break-even number of tasks. With ``classical`` files (``metapinn classical``), the
     solver-in-the-loop baseline's line is added (dotted; its time is to the coefficient
     threshold alone)."""
-    conv = read_netcdf(convergence_nc)
+    conv = read_netcdf(convergence_nc, "collect")
     cost = amortised_cost(speedup_table(conv, meta_train_times(histories), n_boot=0),
                           AMORTISED_N, classical_summary(classical) if classical else None)
     atomic_write(csv, lambda tmp: cost.to_csv(tmp, index=False, float_format="%.6g"))

@@ -363,7 +363,9 @@ class ExperimentSettings:
         method_overrides: per method, settings of ``method`` (e.g. budgets).
         meta_budget: meta-training compute of every method with an outer loop, in
             task-loss gradient evaluations per (family, method, seed); each method's
-            ``outer_steps`` is derived from it (:func:`metapinn.meta.settings.budget_steps`).
+            ``outer_steps`` is derived from it (:meth:`MethodSettings.for_budget`, applied
+            by :func:`metapinn.config.compose`; ``outer_steps`` in ``method_overrides`` is
+            then refused, ``method.outer_steps=`` on the command line still wins).
             ``None``: the methods' own ``outer_steps``.
         second_order_cost: the cost of one backward pass through an inner loop (MAML, the
             hypernetwork) per inner step, in first-order gradient evaluations. The default
@@ -515,13 +517,26 @@ class MethodSettings:
 class Config:
     """The whole configuration (``config/config.yaml`` composes its groups into this).
 
+    One entry per key below: ``metapinn <command> --help`` shows these descriptions for the
+    keys the command reads.
+
     Args:
         seed: solver seed (network initialisation and collocation points).
-        task: the task ``metapinn solve`` solves.
-        coefficients: fix the task's true coefficients (empty: draw them).
-        tasks_file, observations, init, lr_file, out, out_dir: files of a command.
-        threshold_file: the tune file whose validation thresholds adapt-tasks uses
-            (default: ``lr_file``).
+        task: the task to solve or export (its index; with ``tasks_file``, a task of that
+            file).
+        coefficients: fix the task's true coefficients, e.g. ``{nu:0.02}`` (empty: draw
+            them); quote it in the shell.
+        tasks_file: a tasks file (``generate-tasks``; default: the experiment's
+            ``tasks/<pde>.nc``).
+        observations: an observation file (``export-observations``, or your own data).
+        init: an ``init.pt`` written by ``meta-train``: the initialisation to adapt from.
+        lr_file: a tuning file (``tune-lr``): adapt at its ``best_lr``, with its validation
+            thresholds where ``pde.threshold`` is unset.
+        threshold_file: the tuning file whose validation thresholds are used (default:
+            ``lr_file``).
+        out: the output file (default: its place under ``results/<experiment>/``, where
+            the command has one).
+        out_dir: the output folder of ``meta-train`` (``init.pt``, ``history.nc``).
         dtype: ``float32`` or ``float64``.
         device: ``cpu``, ``cuda[:N]`` or ``auto``.
         threads: the threads of a command: torch's, and those of the BLAS and OpenMP
@@ -529,8 +544,8 @@ class Config:
             defaults, one per core).
         results_dir: where ``results/<experiment>/`` lives.
         resume: meta-train: continue from the checkpoint if it fits this configuration.
-        budget_scale: meta-train with this multiple of ``experiment.meta_budget`` (the
-            compute figure's runs; 1: the main run).
+        budget_scale: this multiple of ``experiment.meta_budget`` (the compute figure's
+            runs; 1: the main run): meta-train trains with it, adapt-tasks records it.
         identify: the runs of ``metapinn identify`` (:class:`IdentifySettings`).
         classical: the ``classical`` baseline's solve (:class:`ClassicalSettings`).
     """

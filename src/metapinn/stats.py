@@ -23,7 +23,7 @@ import pandas as pd
 import xarray as xr
 
 from .meta import METHODS
-from .ncio import read_netcdf
+from .ncio import check_kind, read_netcdf
 
 METHOD_ORDER = tuple(METHODS)  # the registry's order: figures and tables follow it
 
@@ -36,15 +36,12 @@ def collect(files: Sequence[str | os.PathLike]) -> xr.Dataset:
     error of each entry (the steps-to-threshold criterion needs every coefficient)."""
     if not files:
         raise ValueError("collect needs at least one adaptation file")
-    pieces, thresholds = [], {}
-    needed_attrs = ("pde", "method", "seed")
+    pieces, thresholds, sources = [], {}, []
     for f in files:
-        ds = read_netcdf(f)
-        missing = [v for v in (*VARIABLES, "coef_rel_err") if v not in ds]
-        missing += [f"attribute {a}" for a in needed_attrs if a not in ds.attrs]
-        if missing:
-            raise ValueError(f"{f} is not an adaptation file (metapinn adapt-tasks): it lacks "
-                             f"{', '.join(missing)}")
+        ds = read_netcdf(f, "adapt-tasks")
+        sources.append({"file": str(f), **{a: _plain(ds.attrs[a]) for a in
+                                           ("pde", "method", "seed", "config_digest")
+                                           if a in ds.attrs}})
         if "threshold_u_rel_l2" not in ds.attrs or "threshold_coef_rel_err" not in ds.attrs:
             raise ValueError(f"{f} records no thresholds: adapt its tasks with lr_file= (the "
                              f"validation thresholds of tune-lr) or with pde.threshold set")
@@ -72,7 +69,26 @@ def collect(files: Sequence[str | os.PathLike]) -> xr.Dataset:
     }
     for name, (long_name, units) in attrs.items():
         out[name].attrs = {"long_name": long_name, "units": units}
+    out.attrs["config"] = collect_config(sources)
     return out
+
+
+def _plain(value):
+    """A NetCDF attribute value as plain Python data (for YAML)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def collect_config(sources: Sequence[dict]) -> str:
+    """The ``config`` attribute of a ``collect`` output, as YAML: collect has no
+    configuration of its own, so it names its inputs (file, pde, method, seed and the
+    ``config_digest`` of each), whose own ``config`` attribute holds the resolved
+    configuration they were made with."""
+    import yaml
+
+    return yaml.safe_dump({"command": "metapinn collect",
+                           "note": "merged from the adaptation files below; each holds its "
+                                   "resolved configuration in its attribute config",
+                           "inputs": list(sources)}, sort_keys=False, width=100)
 
 
 @dataclass(frozen=True)
@@ -342,14 +358,12 @@ def classical_summary(sources: Sequence[str | os.PathLike | xr.Dataset]) -> pd.D
     final (largest) coefficient error."""
     rows = []
     for src in sources:
-        ds = src if isinstance(src, xr.Dataset) else read_netcdf(src)
-        needed = ("time_to_threshold", "reached", "n_evals", "final_coef_rel_err")
-        missing = [v for v in needed if v not in ds] + [
-            f"attribute {a}" for a in ("pde", "threshold_coef_rel_err") if a not in ds.attrs]
-        if missing or ds.attrs.get("method") != "classical":
-            raise ValueError(f"{src if not isinstance(src, xr.Dataset) else 'dataset'} is not "
-                             f"a classical-baseline file (metapinn classical): it lacks "
-                             f"{', '.join(missing) or 'attribute method=classical'}")
+        name = "dataset" if isinstance(src, xr.Dataset) else src
+        ds = check_kind(src if isinstance(src, xr.Dataset) else read_netcdf(src), "classical",
+                        name)
+        if ds.attrs["method"] != "classical":
+            raise ValueError(f"{name} is not a classical-baseline file (written by metapinn "
+                             f"classical): its attribute method is {ds.attrs['method']!r}")
         for split in splits_of(ds):
             d = select_split(ds, split)
             t = d.time_to_threshold.values.astype(float)
@@ -402,9 +416,7 @@ def budget_table(adapt_files: Sequence[str | os.PathLike],
     with the same scratch runs (``method == "scratch"`` among ``adapt_files``)."""
     scratch, by_scale = [], {}
     for f in adapt_files:
-        attrs = read_netcdf(f).attrs
-        if "method" not in attrs:
-            raise ValueError(f"{f} is not an adaptation file (metapinn adapt-tasks)")
+        attrs = read_netcdf(f, "adapt-tasks").attrs
         if attrs["method"] == "scratch":
             scratch.append(f)
         else:
@@ -414,7 +426,7 @@ def budget_table(adapt_files: Sequence[str | os.PathLike],
                          "one meta-trained method's")
     spent: dict[tuple[str, str, float], list[float]] = {}
     for p in histories:
-        a = read_netcdf(p).attrs
+        a = read_netcdf(p, "meta-train").attrs
         if "gradient_evals_spent" in a:
             key = (str(a["pde"]), str(a["method"]), float(a.get("budget_scale", 1.0)))
             spent.setdefault(key, []).append(float(a["gradient_evals_spent"]))
@@ -433,10 +445,7 @@ def meta_train_times(paths: Sequence[str | os.PathLike]) -> dict[tuple[str, str]
     """(pde, method) → meta-training seconds (mean over seeds) from ``history.nc`` files."""
     acc: dict[tuple[str, str], list[float]] = {}
     for p in paths:
-        ds = read_netcdf(p)
-        missing = [a for a in ("pde", "method", "total_train_time_s") if a not in ds.attrs]
-        if missing:
-            raise ValueError(f"{p} is not a meta-training history (no attribute {missing[0]!r})")
+        ds = read_netcdf(p, "meta-train")
         key = (str(ds.attrs["pde"]), str(ds.attrs["method"]))
         acc.setdefault(key, []).append(float(ds.attrs["total_train_time_s"]))
     return {k: float(np.mean(v)) for k, v in acc.items()}

@@ -136,8 +136,9 @@ def tasks_to_dataset(pde: PDEFamily, tasks: list[Task], settings: TaskSettings) 
 
 
 def load_tasks(path, pde: str) -> xr.Dataset:
-    """A tasks NetCDF, checked to hold tasks of the family ``pde``."""
-    ds = read_netcdf(path)
+    """A tasks NetCDF, checked to be one (:data:`metapinn.ncio.KINDS`) and to hold tasks of
+    the family ``pde``."""
+    ds = read_netcdf(path, "generate-tasks")
     if str(ds.attrs.get("pde")) != pde:
         raise ValueError(f"{path} holds {ds.attrs.get('pde')!r} tasks, not {pde!r}")
     return ds

@@ -33,6 +33,7 @@ from torch.func import vmap
 from ..adapt import AdaptResult, adapt, compile_limit, warn_compile_failed
 from ..errors import ConfigError
 from ..loss import TaskData, loss_parts, stack
+from ..ncio import describe, is_netcdf, read_netcdf
 from ..nets import Params, scratch_params
 from ..runconfig import RunConfig
 from ..settings import AdaptSettings, MethodSettings
@@ -224,6 +225,7 @@ class Initialiser:
 
     params_for: Callable[[TaskData], Params]
     lr_scale: Params | None = None
+    settings: MethodSettings | None = None  # of the method that made it (from init.pt)
 
     def __call__(self, data: TaskData) -> Params:
         return self.params_for(data)
@@ -249,11 +251,22 @@ def load_init(path: str | Path, rc: RunConfig, method: str | None = None) -> Ini
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"no initialisation file {path}")
+    if is_netcdf(path):  # torch.load's own message would suggest weights_only=False
+        try:
+            what = describe(read_netcdf(path))
+        except ValueError:
+            what = "a NetCDF file"
+        raise ConfigError(f"{path} is {what}, not an init.pt checkpoint: init= takes the "
+                          f"init.pt that metapinn meta-train writes "
+                          f"(meta/<pde>/<method>/seed<s>/init.pt)")
     try:
         blob = torch.load(path, map_location=rc.device, weights_only=True)
     except Exception as e:  # torch raises many types for a truncated or foreign file
+        detail = str(e).splitlines()[0] if str(e) else "no detail"
+        if "weights_only" in str(e) or "Weights only" in str(e):  # not advice for us
+            detail = "not a file of tensors and plain data saved by torch.save"
         raise ConfigError(f"{path} is not a readable init.pt ({type(e).__name__}: "
-                          f"{str(e).splitlines()[0] if str(e) else 'no detail'})") from None
+                          f"{detail})") from None
     if not isinstance(blob, dict) or not {"pde", "method", "hidden", "meta"} <= set(blob):
         raise ConfigError(f"{path} is not an init.pt written by metapinn meta-train")
     if blob["pde"] != rc.pde.name:
@@ -292,4 +305,4 @@ def load_init(path: str | Path, rc: RunConfig, method: str | None = None) -> Ini
         return params
 
     scale = impl.lr_scale(meta, ctx) if hasattr(impl, "lr_scale") else None
-    return Initialiser(init_fn, scale)
+    return Initialiser(init_fn, scale, ctx.ms)

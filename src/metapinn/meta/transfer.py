@@ -32,6 +32,9 @@ def nearest_to_centre(ctx: Context) -> int:
 class Scratch:
     name = "scratch"
     trainable = False
+    # the initialisation is a function of the seed alone: no tasks, no init.pt needed
+    # (metapinn.evaluate.initialiser makes it where no init= is given)
+    from_seed = True
     settings = MethodSettings
 
     def fit(self, ctx: Context) -> Params:
@@ -65,6 +68,7 @@ class ScratchLbfgs(Scratch):
 
 class Transfer(Scratch):
     name = "transfer"
+    from_seed = False  # trained on a training task: its init.pt is needed
     settings = TransferSettings
 
     def fit(self, ctx: Context) -> Params:
