@@ -408,6 +408,22 @@ def test_case_14_solve_needs_the_init_of_a_meta_learned_method(tmp_path, capsys,
     assert not out.exists()
 
 
+def test_case_14_identify_needs_the_init_of_a_meta_learned_method(tmp_path, capsys,
+                                                                  observations, reptile_init,
+                                                                  no_solve):
+    """identify's method=: a meta-learned method without its init.pt, or an init.pt of
+    another method, is refused before any run (method= used to be ignored)."""
+    out = tmp_path / "identified.nc"
+    assert main(["identify", *BURGERS, f"observations={observations}", "method=reptile",
+                 f"out={out}"]) == 2
+    assert "method=reptile needs init=PATH" in _one_line(capsys.readouterr().err)
+    assert main(["identify", *BURGERS, f"observations={observations}", "method=maml",
+                 f"init={reptile_init}", f"out={out}"]) == 2
+    assert "was trained with method 'reptile', not method=maml" in \
+        _one_line(capsys.readouterr().err)
+    assert not out.exists()
+
+
 def test_case_14_solve_from_an_init_takes_its_method(tmp_path, capsys, tasks, reptile_init):
     out = tmp_path / "solve.nc"
     for method in ([], ["method=reptile"]):  # without method=: the file's method

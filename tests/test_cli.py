@@ -351,7 +351,7 @@ def test_command_help_lists_the_keys_the_command_reads(capsys):
         assert list(keys) == _keys_read_by(command), command
     assert _keys_read_by("solve") == ["task", "coefficients", "tasks_file", "init", "out",
                                       "method"]
-    assert _keys_read_by("identify") == ["observations", "init", "out", "identify.*"]
+    assert _keys_read_by("identify") == ["observations", "init", "out", "identify.*", "method"]
     for flag in ("--help", "-h"):
         assert main(["solve", "pde=burgers", flag]) == 0
         text = capsys.readouterr().out

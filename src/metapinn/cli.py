@@ -290,7 +290,10 @@ def cmd_export_observations(cfg: DictConfig, rc: RunConfig) -> None:
 
 
 def cmd_identify(cfg: DictConfig, rc: RunConfig) -> None:
-    from .config import identify_run_config, settings
+    """The identify runs (``identify.*``: their own Adam + L-BFGS schedule) from ``init=``
+    or from the initialisation ``method`` makes from the seed (scratch, scratch_alt); a
+    meta-learned method needs its ``init=``, and ``init=`` alone is used as it is."""
+    from .config import identify_run_config, method_config, settings
     from .identify import identify
     from .ncio import check_writable
 
@@ -298,11 +301,14 @@ def cmd_identify(cfg: DictConfig, rc: RunConfig) -> None:
         raise ConfigError("identify needs observations=PATH (see `metapinn export-observations`)")
     if cfg.out:
         check_writable(cfg.out)
+    name = method_config(cfg).name
+    by_file = cfg.init is not None and name == "scratch"  # the default: the file's method
     runs = settings(cfg).identify
     rc = identify_run_config(rc, runs)
     ds = identify(rc, cfg.observations, init=cfg.init, out=cfg.out,
                   label=f"identify {rc.pde.name}", seeds=runs.seeds,
-                  collocation=runs.collocation, weight=runs.residual_weight)
+                  collocation=runs.collocation, weight=runs.residual_weight,
+                  method=None if by_file else name)
     n = len(runs.seeds)
     print(f"{rc.pde.name}: identified from {cfg.observations} ({runs.steps} Adam steps + "
           f"{runs.lbfgs_steps} L-BFGS iterations, {ds.attrs['dtype']}, residual weight "
@@ -455,7 +461,7 @@ HYDRA_HELP: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "identify": (
         "observations=PATH [init=PATH] → identified coefficients (+ out=PATH NetCDF)",
         "metapinn identify pde=burgers observations=obs.nc out=identified.nc",
-        ("observations", "init", "out", "identify.*")),
+        ("observations", "init", "out", "identify.*", "method")),
     "classical": (
         "the solver-in-the-loop baseline on a family's test tasks (scipy least\n"
         "squares over θ; threshold_file=TUNE.nc) → classical/<pde>.nc",

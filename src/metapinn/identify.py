@@ -134,8 +134,11 @@ def auto_collocation(n_obs: int, n_collocation: int) -> str:
 def identify(rc: RunConfig, observations: str | Path, init: str | Path | None = None,
              out: str | Path | None = None, label: str = "identify",
              seeds: Sequence[int] | None = None,
-             collocation: str = "auto", weight: float | None = None) -> xr.Dataset:
-    """Adapt from ``init`` (or scratch) to the observations, once per seed (default: the one
+             collocation: str = "auto", weight: float | None = None,
+             method: str | None = None) -> xr.Dataset:
+    """Adapt from ``init`` (or, without it, the initialisation ``method`` makes from the
+    seed: scratch by default, :func:`~metapinn.evaluate.initialiser`; with both, ``init``
+    is checked to come from ``method``) to the observations, once per seed (default: the one
     of ``rc``); the median of the identified coefficients over the runs, their spread, and
     the reconstructed u (and field a) of the run with the lowest final loss on the family's
     reference grid. ``collocation``: where the residual is enforced
@@ -164,7 +167,7 @@ def identify(rc: RunConfig, observations: str | Path, init: str | Path | None = 
     for k, seed in enumerate(seeds):
         rc_k = replace(rc, seed=seed)
         tag = f"{label} seed {seed} ({k + 1}/{len(seeds)})" if len(seeds) > 1 else label
-        result = solve_task(rc_k, task, initialiser(rc_k, init), label=tag,
+        result = solve_task(rc_k, task, initialiser(rc_k, init, method), label=tag,
                             collocation=collocation)
         thetas.append(pde.from_param(result.params["coef"].detach().double().cpu().numpy()))
         losses.append(float(result.records[-1]["loss"]))
@@ -206,7 +209,7 @@ def identify(rc: RunConfig, observations: str | Path, init: str | Path | None = 
                 d0: (d0, grid[d0], {"long_name": d0, "units": "1"}),
                 d1: (d1, grid[d1], {"long_name": d1, "units": "1"})},
         attrs={"pde": pde.name, "observations": str(observations),
-               "init": str(init) if init else "scratch", "steps": rc.adapt.steps,
+               "init": str(init) if init else method or "scratch", "steps": rc.adapt.steps,
                "lbfgs_steps": rc.adapt.lbfgs_steps, "collocation": collocation,
                "residual_weight": rc.weights.residual,
                "dtype": str(rc.dtype).removeprefix("torch."), "best_seed": seeds[best],
