@@ -367,6 +367,15 @@ def test_case_12_a_file_of_another_kind_is_named_before_work(tmp_path, capsys, t
         assert f"{netcdf} is {what}, not an init.pt checkpoint" in msg, msg
         assert "weights_only" not in msg
 
+    # a file of the right kind by its history, but lacking what that kind holds
+    broken = tmp_path / "broken.nc"
+    write_netcdf(read_netcdf(adapt).drop_vars("u_rel_l2"), broken, title="broken",
+                 history="metapinn adapt-tasks")
+    assert main(["collect", "--out", str(tmp_path / "c.nc"), str(broken)]) == 2
+    msg = _one_line(capsys.readouterr().err)
+    assert f"{broken} is an incomplete adaptation file (written by metapinn adapt-tasks): " \
+           f"it lacks variable u_rel_l2" in msg, msg
+
 
 # ----- case 13: resume=true without a checkpoint ----------------------------------------
 def test_case_13_resume_without_a_checkpoint_says_it_starts_afresh(tmp_path, caplog, tasks):
@@ -379,15 +388,19 @@ def test_case_13_resume_without_a_checkpoint_says_it_starts_afresh(tmp_path, cap
     caplog.clear()
     with caplog.at_level("INFO", logger="metapinn"):
         assert main(["meta-train", *BURGERS, *meta, "resume=true"]) == 0
-    line = [r.getMessage() for r in caplog.records if "resume=true" in r.getMessage()]
-    assert line == [f"resume=true: no checkpoint in {out_dir} (its init.pt, of a finished "
-                    f"run, will be overwritten); starting afresh"]
+    line = [(r.levelname, r.getMessage()) for r in caplog.records
+            if "resume=true" in r.getMessage()]
+    assert line == [("WARNING", f"resume=true: no checkpoint in {out_dir} (its init.pt, of a "
+                                f"finished run, will be overwritten); starting afresh")]
     caplog.clear()
     fresh = tmp_path / "fresh"
     with caplog.at_level("INFO", logger="metapinn"):
         assert main(["meta-train", *BURGERS, *meta[:-1], f"out_dir={fresh}",
                      "resume=true"]) == 0
-    assert f"resume=true: no checkpoint in {fresh}; starting afresh" in caplog.text
+    # a fresh job (as every pipeline job, which Snakemake runs with resume=true): no warning
+    line = [(r.levelname, r.getMessage()) for r in caplog.records
+            if "resume=true" in r.getMessage()]
+    assert line == [("INFO", f"resume=true: no checkpoint in {fresh}; starting afresh")]
     assert (fresh / "init.pt").exists()
 
 

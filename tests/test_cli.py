@@ -369,6 +369,15 @@ def test_command_help_lists_the_keys_the_command_reads(capsys):
         for key in keys:  # every key listed has a description
             assert re.search(rf"^  {re.escape(key)} +\S", text, re.M), (command, key)
     assert main(["solve", "--help", "pde=heat"]) == 0  # help before any composition
+    capsys.readouterr()
+    # where a key means something particular for the command, its help says so
+    assert main(["identify", "--help"]) == 0
+    assert "the runs themselves follow identify.*" in " ".join(capsys.readouterr().out.split())
+    assert main(["solve", "-h"]) == 0
+    assert "unset: the task is drawn from the seed" in " ".join(capsys.readouterr().out.split())
+    for argv in (["help", "help"], ["help", "-h"]):
+        assert main(argv) == 0
+        assert capsys.readouterr().out.startswith("metapinn ")  # the usage
 
 
 def test_collect_records_its_inputs_as_its_config(tmp_path):

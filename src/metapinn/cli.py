@@ -65,7 +65,8 @@ def cmd_solve(cfg: DictConfig, rc: RunConfig) -> None:
     """One task from ``method``'s initialisation (``init=``: its init.pt; scratch and its
     variants: from the seed) with the method's adaptation (scratch_lbfgs: Adam, then
     L-BFGS), as ``adapt-tasks`` runs it. ``init=`` without ``method=``: the method that
-    wrote the file."""
+    wrote the file, with the settings stored in it (``method=`` given: the command's
+    ``method.*`` settings, as ``adapt-tasks`` uses)."""
     from .config import method_config
     from .evaluate import initialiser, method_run_config, solve_task, task_history
     from .ncio import check_writable, write_netcdf
@@ -502,6 +503,21 @@ plain commands:
                    speedup against meta-training compute (multiples of the budget)
 """
 
+# where a key means something particular for a command, its help says that instead of the
+# general description (Config's docstring)
+KEY_NOTES: dict[tuple[str, str], str] = {
+    ("solve", "tasks_file"): "a tasks file (generate-tasks) to take task= from; unset: the "
+                             "task is drawn from the seed (coefficients= fixes them)",
+    ("export-observations", "tasks_file"): "a tasks file (generate-tasks) to take task= "
+                                           "from; unset: the task is drawn from the seed "
+                                           "(coefficients= fixes them)",
+    ("identify", "method"): "the method whose initialisation the runs start from without "
+                            "init= (scratch, scratch_alt; a meta-learned one needs init=); "
+                            "the runs themselves follow identify.*",
+    ("solve", "init"): "an init.pt written by meta-train: the initialisation to adapt from; "
+                       "without method=, adapted with the method and settings stored in it",
+}
+
 # the settings every Hydra command reads (through run_config), named once in its help
 COMMON_KEYS = "seed, dtype, device, threads, and the groups pde=, model=, adapt=, experiment="
 
@@ -542,7 +558,8 @@ def command_help(command: str) -> str:
     lines = [f"usage: metapinn {command} [--config-dir=DIR] [key=value ...]", "",
              *textwrap.wrap(" ".join(text.split()), 88), "", "keys of this command:"]
     for k in keys:
-        wrapped = textwrap.wrap(plain(described.get(k.removesuffix(".*"), "")), 84 - width)
+        text_k = KEY_NOTES.get((command, k)) or described.get(k.removesuffix(".*"), "")
+        wrapped = textwrap.wrap(plain(text_k), 84 - width)
         lines.append(f"  {k:<{width}}  " + f"\n  {' ' * width}  ".join(wrapped or [""]))
     if not keys:
         lines.append("  (none besides those every command reads)")
@@ -567,6 +584,9 @@ def main(argv: list[str] | None = None) -> int:
                              and any(a in ("-h", "--help") for a in rest)):
         # `metapinn help solve`, `metapinn solve --help`: cheap, nothing composed
         name = rest[0] if command == "help" else command
+        if name in ("help", "-h", "--help"):
+            print(USAGE)
+            return 0
         if name not in HYDRA_COMMANDS:
             return _run(name, ["--help"])  # a plain command's argparse help, or the error
         print(command_help(name))

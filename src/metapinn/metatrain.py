@@ -219,9 +219,13 @@ def _usable_checkpoint(path: Path, key: dict) -> dict | None:
     otherwise ``None``, with a log line saying why the run starts afresh (no checkpoint, as
     after a finished run; an unreadable one; the settings that differ)."""
     if not path.exists():
-        done = " (its init.pt, of a finished run, will be overwritten)" \
-            if (path.parent / "init.pt").exists() else ""
-        log.warning("resume=true: no checkpoint in %s%s; starting afresh", path.parent, done)
+        # a fresh pipeline job (resume=true, its outputs removed by Snakemake) is the normal
+        # case; a finished run about to be overwritten is worth a warning
+        if (path.parent / "init.pt").exists():
+            log.warning("resume=true: no checkpoint in %s (its init.pt, of a finished run, "
+                        "will be overwritten); starting afresh", path.parent)
+        else:
+            log.info("resume=true: no checkpoint in %s; starting afresh", path.parent)
         return None
     try:
         ck = torch.load(path, map_location="cpu", weights_only=False)

@@ -176,9 +176,23 @@ def check_kind(ds: xr.Dataset, kind: str, path: str | os.PathLike) -> xr.Dataset
     expected = KINDS[kind]
     missing = expected.missing(ds)
     if missing:
-        raise ValueError(f"{path} is not {_named(expected)} but {describe(ds)}: it lacks "
-                         f"{', '.join(missing[:4])}{', ...' if len(missing) > 4 else ''}")
+        lacks = f"{', '.join(missing[:4])}{', ...' if len(missing) > 4 else ''}"
+        what = describe(ds)
+        if what == _named(expected):  # its history says so, its contents do not
+            raise ValueError(f"{path} is an incomplete {expected.what.split(' ', 1)[1]} "
+                             f"(written by metapinn {expected.command}): it lacks {lacks}")
+        raise ValueError(f"{path} is not {_named(expected)} but {what}: it lacks {lacks}")
     return ds
+
+
+def describe_file(path: str | os.PathLike) -> str:
+    """What kind of file the NetCDF file at ``path`` is (:func:`describe`), from its header
+    alone (no data is read)."""
+    try:
+        with xr.open_dataset(path, engine="netcdf4") as ds:
+            return describe(ds)
+    except (OSError, ValueError, RuntimeError, KeyError):
+        return "a NetCDF file"
 
 
 def is_netcdf(path: str | os.PathLike) -> bool:

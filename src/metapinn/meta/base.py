@@ -33,7 +33,7 @@ from torch.func import vmap
 from ..adapt import AdaptResult, adapt, compile_limit, warn_compile_failed
 from ..errors import ConfigError
 from ..loss import TaskData, loss_parts, stack
-from ..ncio import describe, is_netcdf, read_netcdf
+from ..ncio import describe_file, is_netcdf
 from ..nets import Params, scratch_params
 from ..runconfig import RunConfig
 from ..settings import AdaptSettings, MethodSettings
@@ -252,12 +252,8 @@ def load_init(path: str | Path, rc: RunConfig, method: str | None = None) -> Ini
     if not path.is_file():
         raise ConfigError(f"no initialisation file {path}")
     if is_netcdf(path):  # torch.load's own message would suggest weights_only=False
-        try:
-            what = describe(read_netcdf(path))
-        except ValueError:
-            what = "a NetCDF file"
-        raise ConfigError(f"{path} is {what}, not an init.pt checkpoint: init= takes the "
-                          f"init.pt that metapinn meta-train writes "
+        raise ConfigError(f"{path} is {describe_file(path)}, not an init.pt checkpoint: init= "
+                          f"takes the init.pt that metapinn meta-train writes "
                           f"(meta/<pde>/<method>/seed<s>/init.pt)")
     try:
         blob = torch.load(path, map_location=rc.device, weights_only=True)
