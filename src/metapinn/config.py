@@ -147,32 +147,20 @@ def compose(overrides: list[str] | tuple[str, ...] = (),
 
 
 def _check_budget_overrides(cfg: DictConfig) -> None:
-    """Refuse a setting in ``experiment.method_overrides`` that ``experiment.meta_budget``
-    replaces (:meth:`MethodSettings.for_budget`, applied by :func:`_apply_budget`): a
-    budgeted method's ``outer_steps``, a ``transfer_steps`` below the evaluation budget's
-    floor. Written in the experiment file it would have no effect. (``method.<key>=`` on
-    the command line still wins over the budget.)"""
+    """Refuse ``outer_steps`` in ``experiment.method_overrides`` for a method whose outer
+    steps ``experiment.meta_budget`` sets (:func:`_apply_budget`): the key would have no
+    effect. (``method.outer_steps=`` on the command line still wins over the budget.)"""
     exp = cfg.experiment
     if exp.meta_budget is None:
         return
-    replaced = []
-    for m, extra in exp.method_overrides.items():
-        if not extra:
-            continue
-        values = OmegaConf.to_container(extra, resolve=True)
-        try:
-            ms = settings_class(str(m))(name=str(m), **values)
-        except (TypeError, ValueError):
-            continue  # a wrong key or value: reported where that method is composed
-        new = ms.for_budget(float(exp.meta_budget), float(exp.second_order_cost),
-                            int(cfg.adapt.steps))
-        replaced += [f"{m}.{k}={v} (the budget's: {getattr(new, k)})"
-                     for k, v in values.items() if getattr(new, k) != v]
-    if replaced:
-        raise ConfigError(f"experiment.method_overrides sets what experiment.meta_budget="
-                          f"{exp.meta_budget} decides: {', '.join(replaced)}; remove "
-                          f"{'it' if len(replaced) == 1 else 'them'} (method.<key>=N on the "
-                          f"command line still overrides the budget)")
+    dead = [str(m) for m, extra in exp.method_overrides.items()
+            if extra and "outer_steps" in extra
+            and settings_class(str(m))(name=str(m)).gradient_evals_per_task(1.0) is not None]
+    if dead:
+        raise ConfigError(f"outer_steps of {', '.join(dead)} in experiment.method_overrides "
+                          f"has no effect: experiment.meta_budget={exp.meta_budget} sets it; "
+                          f"remove one (method.outer_steps=N on the command line still "
+                          f"overrides the budget)")
 
 
 def _apply_budget(cfg: DictConfig, parsed) -> None:
