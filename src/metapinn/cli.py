@@ -67,17 +67,15 @@ def cmd_solve(cfg: DictConfig, rc: RunConfig) -> None:
     L-BFGS), as ``adapt-tasks`` runs it. ``init=`` without ``method=``: the method that
     wrote the file, with the settings stored in it (``method=`` given: the command's
     ``method.*`` settings, as ``adapt-tasks`` uses)."""
-    from .config import method_config
     from .evaluate import initialiser, method_run_config, solve_task, task_history
     from .ncio import check_writable, write_netcdf
 
     if cfg.out:
         check_writable(cfg.out)
     task = _task_from_cfg(cfg, rc)
-    ms = method_config(cfg)
-    by_file = cfg.init is not None and ms.name == "scratch"  # the default: the file's method
-    init_fn = initialiser(rc, cfg.init, None if by_file else ms.name)
-    method, rc = method_run_config(rc, init_fn.settings if by_file else ms)
+    ms, checked = _start_method(cfg)
+    init_fn = initialiser(rc, cfg.init, checked)
+    method, rc = method_run_config(rc, ms if checked else init_fn.settings)
     result = solve_task(rc, task, init_fn, label=f"{rc.pde.name} task {task.index}")
     last = result.records[-1]
     steps = f"{last['step']} steps" if not rc.adapt.lbfgs_steps else \
@@ -290,11 +288,22 @@ def cmd_export_observations(cfg: DictConfig, rc: RunConfig) -> None:
                                                      strict=True)) + ")")
 
 
+def _start_method(cfg: DictConfig):
+    """``(method settings, the method the start is checked to come from)``: ``init=`` with
+    ``method`` left at its default (scratch) starts as the file's method (``None``: not
+    checked); otherwise ``method``, whose ``init=`` must match it (or, without ``init=``,
+    which makes its start from the seed)."""
+    from .config import method_config
+
+    ms = method_config(cfg)
+    return ms, None if cfg.init is not None and ms.name == "scratch" else ms.name
+
+
 def cmd_identify(cfg: DictConfig, rc: RunConfig) -> None:
     """The identify runs (``identify.*``: their own Adam + L-BFGS schedule) from ``init=``
     or from the initialisation ``method`` makes from the seed (scratch, scratch_alt); a
     meta-learned method needs its ``init=``, and ``init=`` alone is used as it is."""
-    from .config import identify_run_config, method_config, settings
+    from .config import identify_run_config, settings
     from .identify import identify
     from .ncio import check_writable
 
@@ -302,14 +311,13 @@ def cmd_identify(cfg: DictConfig, rc: RunConfig) -> None:
         raise ConfigError("identify needs observations=PATH (see `metapinn export-observations`)")
     if cfg.out:
         check_writable(cfg.out)
-    name = method_config(cfg).name
-    by_file = cfg.init is not None and name == "scratch"  # the default: the file's method
+    _, checked = _start_method(cfg)
     runs = settings(cfg).identify
     rc = identify_run_config(rc, runs)
     ds = identify(rc, cfg.observations, init=cfg.init, out=cfg.out,
                   label=f"identify {rc.pde.name}", seeds=runs.seeds,
                   collocation=runs.collocation, weight=runs.residual_weight,
-                  method=None if by_file else name)
+                  method=checked)
     n = len(runs.seeds)
     print(f"{rc.pde.name}: identified from {cfg.observations} ({runs.steps} Adam steps + "
           f"{runs.lbfgs_steps} L-BFGS iterations, {ds.attrs['dtype']}, residual weight "
@@ -505,12 +513,11 @@ plain commands:
 
 # where a key means something particular for a command, its help says that instead of the
 # general description (Config's docstring)
+_ONE_TASK_FILE = ("a tasks file (generate-tasks) to take task= from; unset: the task is "
+                  "drawn from the seed (coefficients= fixes them)")
 KEY_NOTES: dict[tuple[str, str], str] = {
-    ("solve", "tasks_file"): "a tasks file (generate-tasks) to take task= from; unset: the "
-                             "task is drawn from the seed (coefficients= fixes them)",
-    ("export-observations", "tasks_file"): "a tasks file (generate-tasks) to take task= "
-                                           "from; unset: the task is drawn from the seed "
-                                           "(coefficients= fixes them)",
+    ("solve", "tasks_file"): _ONE_TASK_FILE,
+    ("export-observations", "tasks_file"): _ONE_TASK_FILE,
     ("identify", "method"): "the method whose initialisation the runs start from without "
                             "init= (scratch, scratch_alt; a meta-learned one needs init=); "
                             "the runs themselves follow identify.*",
