@@ -80,6 +80,9 @@ def test_rate_and_thresholds_come_from_val_tasks_only(tmp_path):
     assert out["a"][1][1] == pytest.approx(
         THRESHOLD_FACTOR * float(np.median(row.coef_rel_err_max)))
     assert "median" in t.attrs["threshold_rule"]
+    # every run's solve time, as adapt files record it (steps only)
+    assert t.wall_time.dims == ("lr", "task") and (t.wall_time.values > 0).all()
+    assert t.wall_time.attrs["units"] == "s"
 
 
 def test_tuning_logs_only_what_it_reads_and_gets_the_dense_runs_final_errors(tmp_path):

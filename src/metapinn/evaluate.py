@@ -304,7 +304,8 @@ def tune_scratch_lr(rc: RunConfig, tasks_file: str | Path, lrs, out: str | Path,
     largest coefficient error of these runs at the best rate (attributes
     ``val_threshold_u_rel_l2``, ``val_threshold_coef_rel_err``, ``threshold_rule``); they
     are used wherever the configuration leaves ``pde.threshold`` unset. Writes a NetCDF
-    with the grid (``lr``, sorted), the per-task final errors and the choice (``best_lr``).
+    with the grid (``lr``, sorted), the per-task final errors, each run's ``wall_time``
+    and the choice (``best_lr``).
     """
     lrs = [float(x) for x in lrs]
     if not lrs or min(lrs) <= 0:
@@ -337,7 +338,8 @@ def tune_scratch_lr(rc: RunConfig, tasks_file: str | Path, lrs, out: str | Path,
                 "u_rel_l2": np.array([x["u_rel_l2"] for x in last]),
                 "coef_rel_err_max": np.array([np.max(x["coef_rel_err"]) for x in last]),
                 "loss": np.array([x["loss"] for x in last]),
-                "diverged": np.array([r.diverged_at is not None for r in row], dtype=np.int8)}
+                "diverged": np.array([r.diverged_at is not None for r in row], dtype=np.int8),
+                "wall_time": np.array([r.wall_time for r in row])}
             r = rows[lr]
             if r["diverged"].any():
                 log.warning("%s lr %.3g: tasks %s diverged (non-finite loss or error)",
@@ -367,7 +369,9 @@ def tune_scratch_lr(rc: RunConfig, tasks_file: str | Path, lrs, out: str | Path,
                   "coef_rel_err_max": ("final largest relative coefficient error", "1"),
                   "loss": ("final task loss", "1"),
                   "diverged": ("1 if the run diverged (non-finite loss or error), else 0",
-                               "1")}
+                               "1"),
+                  "wall_time": ("solve time (its steps; compile and evaluations excluded)",
+                                "s")}
     res = xr.Dataset(
         {k: (("lr", "task"), np.stack([rows[lr][k] for lr in grid]),
              {"long_name": ln, "units": un}) for k, (ln, un) in long_names.items()},
